@@ -1,0 +1,1 @@
+"""One module per ``minireptile`` command; each defines ``add_parser(subparsers)``."""

@@ -1,0 +1,207 @@
+"""Reptile's outer loop: the ε schedule, the one-line outer update, and the training driver.
+
+Contract
+--------
+Reptile (Nichol, Achiam & Schulman 2018) moves the initialisation θ towards the parameters φ_i
+that k inner steps reach on each sampled task i:
+
+    θ ← θ + ε · (mean_i φ_i − θ)            (``reptile_update``)
+    ε_t = ε0 + (ε_final − ε0) · t / T        (``epsilon_schedule``, t = 0 … T−1)
+
+With one task per step this is the paper's serial algorithm; with n tasks, the batched one.
+openai/supervised-reptile's ``interpolate_vars(old, new, ε)`` is this same line.
+
+The driver :func:`meta_train` pulls blocks of pre-sampled tasks (host side), hands a chunk of
+outer iterations to the backend's ``train_chunk`` (one compiled call on fast backends) and reports
+to a callback between chunks. It draws no random numbers itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .optim import AdamState, InnerOptimizer
+
+
+def epsilon_schedule(iteration, n_iters: int, eps0: float, eps_final: float = 0.0):
+    """Linearly annealed outer step size.
+
+    Parameters
+    ----------
+    iteration : int or ndarray of int
+        0-based outer iteration(s).
+    n_iters : int
+        Length of the whole run (the schedule is fixed by it, also when a run is resumed).
+    eps0, eps_final : float
+        ε at iteration 0 and the value approached at ``n_iters``.
+
+    Returns
+    -------
+    float or ndarray of float64
+    """
+    return eps0 + (eps_final - eps0) * (np.asarray(iteration, dtype=np.float64) / n_iters)
+
+
+def reptile_update(theta: np.ndarray, phi: np.ndarray, eps: float) -> np.ndarray:
+    """The Reptile outer update θ + ε·(mean_i φ_i − θ).
+
+    Parameters
+    ----------
+    theta : ndarray, shape (P,)
+    phi : ndarray, shape (n_tasks, P)
+        Adapted parameters of the meta-batch's tasks.
+    eps : float
+        Outer step size; rounded to θ's dtype first so float32 stays float32.
+
+    Returns
+    -------
+    ndarray, shape (P,), new θ (the input is not modified).
+    """
+    eps = theta.dtype.type(eps)
+    return theta + eps * (phi.mean(axis=0) - theta)
+
+
+def carry_state(state: AdamState | None, opt: InnerOptimizer) -> AdamState | None:
+    """Adam state handed to the next outer step: mean moments over tasks ('carry') or None."""
+    if state is None or opt.name != "adam" or opt.state_policy != "carry":
+        return None
+    m = state.m if state.m.ndim == 1 else state.m.mean(axis=0)
+    v = state.v if state.v.ndim == 1 else state.v.mean(axis=0)
+    return AdamState(m, v, int(state.t))
+
+
+def train_chunk_generic(inner_loop, spec, theta, X, Y, plans, eps, opt, state=None):
+    """Run ``len(eps)`` outer iterations with a backend's ``inner_loop`` and the NumPy update.
+
+    Parameters
+    ----------
+    inner_loop : callable
+        A backend's inner loop (see :func:`minireptile.reference.inner_loop`).
+    spec : MLPSpec
+    theta : ndarray, shape (P,)
+    X : ndarray, shape (iters, n_tasks, n_points, d_in)
+    Y : ndarray, shape (iters, n_tasks, n_points, d_out) float, or (iters, n_tasks, n_points) int
+    plans : ndarray of int, shape (iters, n_tasks, steps, batch)
+    eps : ndarray of float, shape (iters,)
+    opt : InnerOptimizer
+    state : AdamState or None
+        Carried Adam moments (policy 'carry'), else None.
+
+    Returns
+    -------
+    theta : ndarray, shape (P,)
+    losses : ndarray, shape (iters,), mean inner training loss of each outer iteration
+    state : AdamState or None
+    """
+    losses = np.empty(len(eps), dtype=np.float64)
+    for j in range(len(eps)):
+        res = inner_loop(spec, theta, X[j], Y[j], plans[j], opt, state)
+        theta = reptile_update(theta, res.phi, eps[j])
+        losses[j] = res.loss.mean()
+        state = carry_state(res.state, opt)
+    return theta, losses, state
+
+
+@dataclass(frozen=True)
+class ReptileConfig:
+    """Outer-loop hyperparameters.
+
+    Parameters
+    ----------
+    iters : int
+        Outer iterations T (> 0).
+    meta_batch : int
+        Tasks per outer iteration (1 = serial Reptile).
+    eps0, eps_final : float
+        ε schedule end points (eps0 > 0, eps_final >= 0).
+    inner : InnerOptimizer
+    inner_steps, inner_batch : int
+        k inner steps of minibatches of this size.
+    """
+
+    iters: int = 30000
+    meta_batch: int = 1
+    eps0: float = 0.1
+    eps_final: float = 0.0
+    inner: InnerOptimizer = field(default_factory=InnerOptimizer)
+    inner_steps: int = 5
+    inner_batch: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("iters", "meta_batch", "inner_steps", "inner_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        if not (np.isfinite(self.eps0) and self.eps0 > 0):
+            raise ValueError(f"eps0: expected a finite number > 0, got {self.eps0!r}")
+        if not (np.isfinite(self.eps_final) and self.eps_final >= 0):
+            raise ValueError(f"eps_final: expected a finite number >= 0, got {self.eps_final!r}")
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("iters", "meta_batch", "eps0", "eps_final", "inner_steps", "inner_batch")}
+        d["inner"] = self.inner.to_dict()
+        return d
+
+
+ChunkCallback = Callable[[int, np.ndarray, np.ndarray, "AdamState | None"], None]
+
+
+def meta_train(
+    spec,
+    theta: np.ndarray,
+    sample_block: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    block_iters: int,
+    config: ReptileConfig,
+    backend,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    state: AdamState | None = None,
+    callback: ChunkCallback | None = None,
+):
+    """Meta-train θ from iteration ``start`` up to ``stop`` (default ``config.iters``).
+
+    Parameters
+    ----------
+    spec : MLPSpec
+    theta : ndarray, shape (P,)
+        Initialisation at iteration ``start``; not modified.
+    sample_block : callable
+        ``sample_block(b)`` returns the tasks of outer iterations ``b*block_iters ...``:
+        X (block_iters, n_tasks, n_points, d_in), Y, plans (block_iters, n_tasks, steps, batch).
+        It must depend on ``b`` only, so a resumed run sees the same tasks.
+    block_iters : int
+        Outer iterations per block.
+    config : ReptileConfig
+    backend : Backend
+        From :func:`minireptile.backends.get_backend`.
+    start, stop : int
+        Iteration range [start, stop).
+    state : AdamState or None
+        Carried Adam state at ``start`` (policy 'carry').
+    callback : callable, optional
+        ``callback(it, theta, losses, state)`` after each chunk; ``it`` is the number of
+        iterations done, ``losses`` (chunk,) the chunk's mean inner losses.
+
+    Returns
+    -------
+    theta : ndarray, shape (P,)
+    state : AdamState or None
+    """
+    stop = config.iters if stop is None else stop
+    it = start
+    while it < stop:
+        b, j0 = divmod(it, block_iters)
+        X, Y, plans = sample_block(b)
+        j1 = min(block_iters, j0 + stop - it)
+        eps = epsilon_schedule(np.arange(it, it + j1 - j0), config.iters, config.eps0, config.eps_final)
+        theta, losses, state = backend.train_chunk(
+            spec, theta, X[j0:j1], Y[j0:j1], plans[j0:j1], eps, config.inner, state
+        )
+        it += j1 - j0
+        if callback is not None:
+            callback(it, theta, losses, state)
+    return theta, state
