@@ -51,7 +51,8 @@ class SinePreset:
     eval_shots, eval_steps : int
         Evaluation: adapt on ``eval_shots`` points with full-batch steps, measure MSE on the grid.
     eval_from_grid : bool
-        Evaluation points drawn from the grid (with replacement, as the gist) or x ~ U(x_range).
+        Evaluation points: ``eval_shots`` distinct grid points, or x ~ U(x_range). (The gist draws its
+        plotted task's points with replacement; duplicates waste shots, so minireptile draws distinct ones.)
     hidden, activation : tuple of int, str
     eps0, eps_final, iters, meta_batch : float, float, int, int
         Outer loop.
@@ -90,7 +91,7 @@ class SinePreset:
 
 PRESETS: dict[str, SinePreset] = {
     # openai's Reptile sine demo (gist): train on the whole 50-point grid, one shuffled epoch
-    # of 5 minibatches of 10, SGD lr 0.02; test on 10 grid points, 32 full-batch steps.
+    # of 5 minibatches of 10, SGD lr 0.02; test on 10 distinct grid points, 32 full-batch steps.
     "gist": SinePreset(name="gist"),
     # Finn et al. 2017's sine distribution: phase U[0, π], K = 10 points x ~ U[-5, 5],
     # 1-40-40-1 relu. Inner loop here: 5 full-batch SGD steps on the K points (lr 0.02);
@@ -222,7 +223,9 @@ def sine_eval_tasks(rng: np.random.Generator, n_tasks: int, preset: SinePreset, 
     amp, phase = sample_sine_params(rng, n_tasks, preset)
     grid = preset.grid()
     if preset.eval_from_grid:
-        x = grid[rng.integers(0, preset.n_grid, size=(n_tasks, preset.eval_shots))]
+        # eval_shots distinct grid points per task: the first columns of a random permutation
+        keys = rng.random((n_tasks, preset.n_grid))
+        x = grid[np.argsort(keys, axis=1, kind="stable")[:, : preset.eval_shots]]
     else:
         x = rng.uniform(preset.x_range[0], preset.x_range[1], size=(n_tasks, preset.eval_shots))
     xg = np.broadcast_to(grid, (n_tasks, preset.n_grid))

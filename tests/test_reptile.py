@@ -140,3 +140,15 @@ def test_config_rejects_non_positive_counts_and_steps():
         ReptileConfig(eps0=0.0)
     with pytest.raises(ValueError, match="eps_final"):
         ReptileConfig(eps_final=-0.1)
+
+
+def test_sine_eval_tasks_use_distinct_grid_points_and_fixed_seed():
+    from minireptile import get_preset, sine_eval_tasks, stream_rng
+    preset = get_preset("gist")
+    a = sine_eval_tasks(stream_rng(5, 2), 50, preset)
+    b = sine_eval_tasks(stream_rng(5, 2), 50, preset)
+    np.testing.assert_array_equal(a.x_shots, b.x_shots)
+    grid = preset.grid()
+    for x in a.x_shots[:, :, 0]:
+        assert len(np.unique(x)) == preset.eval_shots and np.isin(x, grid).all()
+    np.testing.assert_allclose(a.y_grid[:, :, 0], a.amp[:, None] * np.sin(grid + a.phase[:, None]))
