@@ -12,7 +12,7 @@ import sys
 
 from .errors import BackendUnavailableError
 
-COMMANDS = ("sine",)
+COMMANDS = ("sine", "omniglot")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,11 +73,12 @@ def unit_interval(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import sine
+    from .commands import omniglot, sine
 
     parser = _Parser(prog="minireptile", description="Reptile meta-learning for MLPs in NumPy and Numba.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sine.add_parser(sub)
+    omniglot.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,194 @@
+"""Few-shot classification evaluation: adapt on each episode's support set, score its query set.
+
+Contract
+--------
+For ``n`` held-out episodes (:mod:`minireptile.episodes`) and a start point — the meta-learned θ
+(P,), or one freshly initialised θ per episode (n, P) for the random-init baseline — run the inner
+loop on each episode's support set with the backend, one step per call, and after 0, 1, …, S
+steps record each episode's query loss (softmax cross-entropy) and query accuracy. The pixel
+nearest-neighbour baseline labels each query example with the label of the closest support
+example in Euclidean distance. Per-episode numbers are averaged with Student-t 95% confidence
+intervals (:func:`minireptile.evaluate.mean_ci95`).
+
+Shapes (n = episodes, s = ways*shots support points, q = ways*queries query points):
+
+    Xs (n, s, d_in)  Ys (n, s) int64      support set, the inner loop's data
+    Xq (n, q, d_in)  Yq (n, q) int64      query set, only scored
+    plan (n, S, batch) int64              the inner loop's minibatches, made on the host
+
+Episodes are processed ``chunk`` at a time so that φ and the Adam moments, (chunk, P) each, stay
+small. Scoring uses :func:`query_scores`, a NumPy forward pass vectorised over episodes (checked
+against :func:`minireptile.reference.forward` in the tests). Nothing here draws random numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from .episodes import gather
+from .evaluate import mean_ci95
+from .mlp import MLPSpec
+from .optim import InnerOptimizer
+
+
+def query_scores(spec: MLPSpec, phi: np.ndarray, X: np.ndarray, Y: np.ndarray):
+    """Cross-entropy loss and accuracy of each task's network on its own points.
+
+    Parameters
+    ----------
+    spec : MLPSpec
+        loss must be "ce".
+    phi : ndarray, shape (n, P)
+        One parameter vector per task.
+    X : ndarray, shape (n, q, d_in)
+    Y : ndarray of int, shape (n, q)
+        Labels in [0, d_out).
+
+    Returns
+    -------
+    loss : ndarray of float64, shape (n,)
+        Mean softmax cross-entropy over the q points.
+    accuracy : ndarray of float64, shape (n,)
+        Fraction of points whose arg-max logit (first one on ties) is the label.
+    """
+    n, q = Y.shape
+    a = X
+    layers = spec.offsets_array()
+    for layer, (w_off, b_off, fan_in, fan_out) in enumerate(layers):
+        W = phi[:, w_off:b_off].reshape(n, fan_out, fan_in)         # (n, out, in), a view
+        b = phi[:, b_off:b_off + fan_out]                           # (n, out)
+        z = np.matmul(a, W.transpose(0, 2, 1)) + b[:, None, :]      # (n, q, out)
+        a = z if layer == len(layers) - 1 else (np.tanh(z) if spec.activation == "tanh" else np.maximum(z, 0))
+    logits = a.astype(np.float64)                                   # (n, q, C)
+    shifted = logits - logits.max(axis=2, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
+    loss = -np.take_along_axis(logp, Y[:, :, None], axis=2)[:, :, 0].mean(axis=1)
+    accuracy = (logits.argmax(axis=2) == Y).mean(axis=1)
+    return loss, accuracy
+
+
+def nearest_neighbour_accuracy(Xs: np.ndarray, Ys: np.ndarray, Xq: np.ndarray, Yq: np.ndarray) -> np.ndarray:
+    """Pixel 1-nearest-neighbour baseline: query accuracy of each episode.
+
+    Parameters
+    ----------
+    Xs : ndarray, shape (n, s, d_in)   support inputs
+    Ys : ndarray of int, shape (n, s)  support labels
+    Xq : ndarray, shape (n, q, d_in)   query inputs
+    Yq : ndarray of int, shape (n, q)  query labels
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+        Fraction of query points whose closest support point (squared Euclidean distance,
+        computed in float64; first one on ties) has the same label.
+    """
+    Xs = Xs.astype(np.float64)
+    Xq = Xq.astype(np.float64)
+    d2 = ((Xq * Xq).sum(axis=2)[:, :, None] - 2 * np.matmul(Xq, Xs.transpose(0, 2, 1))
+          + (Xs * Xs).sum(axis=2)[:, None, :])                       # (n, q, s)
+    nearest = d2.argmin(axis=2)                                      # (n, q)
+    return (np.take_along_axis(Ys, nearest, axis=1) == Yq).mean(axis=1)
+
+
+@dataclass(frozen=True)
+class FewShotResult:
+    """Query loss and accuracy of every episode after 0 … S inner steps.
+
+    loss, accuracy : ndarray of float64, shape (n, S+1)
+    """
+
+    loss: np.ndarray
+    accuracy: np.ndarray
+
+    @property
+    def steps(self) -> int:
+        return self.loss.shape[1] - 1
+
+    def curve(self, which: str = "accuracy"):
+        """Mean and 95% CI half-width over episodes after each step: two arrays of shape (S+1,)."""
+        return mean_ci95(getattr(self, which), axis=0)
+
+    def final(self, which: str = "accuracy"):
+        """Mean and 95% CI half-width after the last step: two floats."""
+        mean, ci = mean_ci95(getattr(self, which)[:, -1])
+        return float(mean), float(ci)
+
+
+def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOptimizer, backend) -> FewShotResult:
+    """Adapt from ``theta`` on each episode's support set; score the query set after every step.
+
+    Parameters
+    ----------
+    spec : MLPSpec
+        loss "ce", d_out = ways.
+    theta : ndarray, shape (P,) or (n, P)
+        Shared start point, or one per episode.
+    Xs, Ys, Xq, Yq : see the module docstring
+    plan : ndarray of int64, shape (n, S, batch)
+    opt : InnerOptimizer
+        Adam moments start from zero for every episode (``state_policy`` is not used here).
+    backend : Backend
+
+    Returns
+    -------
+    FewShotResult
+        Equal, step for step, to scoring after one ``inner_loop`` call of S steps.
+    """
+    n, S = plan.shape[0], plan.shape[1]
+    loss = np.empty((n, S + 1))
+    accuracy = np.empty((n, S + 1))
+    phi = np.empty((n, spec.n_params), dtype=Xs.dtype)
+    phi[...] = theta
+    state = None
+    loss[:, 0], accuracy[:, 0] = query_scores(spec, phi, Xq, Yq)
+    for s in range(S):
+        res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, s:s + 1]), opt, state)
+        phi, state = res.phi, res.state
+        loss[:, s + 1], accuracy[:, s + 1] = query_scores(spec, phi, Xq, Yq)
+    return FewShotResult(loss, accuracy)
+
+
+def evaluate_episodes(spec: MLPSpec, start, vectors: np.ndarray, episodes, plan: np.ndarray,
+                      opt: InnerOptimizer, backend, chunk: int = 100) -> FewShotResult:
+    """:func:`adapt_and_classify` over many episodes of one data set, ``chunk`` at a time.
+
+    Parameters
+    ----------
+    spec : MLPSpec
+    start : ndarray of shape (P,), or callable
+        The shared start θ, or ``start(i, j)`` returning the start points of episodes i … j-1 as an
+        (j-i, P) array (the random-init baseline).
+    vectors : ndarray, shape (n_examples, d_in)
+        The meta-test examples the episodes index.
+    episodes : Episodes
+    plan : ndarray of int64, shape (n, S, batch)
+    opt : InnerOptimizer
+    backend : Backend
+    chunk : int
+        Episodes per backend call.
+
+    Returns
+    -------
+    FewShotResult
+    """
+    parts = []
+    for i in range(0, episodes.n, chunk):
+        j = min(i + chunk, episodes.n)
+        ep = episodes.slice(i, j)
+        theta = start(i, j) if callable(start) else start
+        parts.append(adapt_and_classify(spec, theta, gather(vectors, ep.support), ep.support_labels,
+                                        gather(vectors, ep.query), ep.query_labels, plan[i:j], opt, backend))
+    return FewShotResult(np.concatenate([p.loss for p in parts]), np.concatenate([p.accuracy for p in parts]))
+
+
+def nearest_neighbour_episodes(vectors: np.ndarray, episodes, chunk: int = 500) -> np.ndarray:
+    """:func:`nearest_neighbour_accuracy` over many episodes: float64 (n,)."""
+    out = []
+    for i in range(0, episodes.n, chunk):
+        ep = episodes.slice(i, min(i + chunk, episodes.n))
+        out.append(nearest_neighbour_accuracy(gather(vectors, ep.support), ep.support_labels,
+                                              gather(vectors, ep.query), ep.query_labels))
+    return np.concatenate(out)
+
