@@ -1,13 +1,28 @@
 """Checkpoints: atomic .npz files that load without pickle.
 
-A checkpoint holds ``format`` (the string ``"minireptile-checkpoint"``), ``format_version``,
-``theta`` (P,), ``config`` (the run's full configuration as a JSON string), ``iteration`` (outer
-iterations done) and, when Adam state is carried across tasks, ``adam_m``, ``adam_v`` (P,) and
-``adam_t``. Randomness needs no saved state: every block of tasks is regenerated from the run's
-seed and the block number (:func:`minireptile.tasks.stream_rng`).
+A checkpoint holds
+
+    format               "minireptile-checkpoint"
+    format_version       1
+    minireptile_version  the version that wrote it (informational)
+    theta                (P,) float32 or float64, always finite
+    config               the run's full configuration as a JSON string
+    iteration            outer iterations completed (θ is the parameters after that many)
+    status               "running" (periodic), "stopped" (--stop-after), "interrupted" (Ctrl-C,
+                         SIGTERM), "diverged" (θ is the last finite one) or "complete"
+    adam_m, adam_v, adam_t   the carried Adam moments (P,) and step count, only when Adam state
+                         is carried across tasks (``state_policy="carry"``)
+
+Random state: none needs saving. Every block of training tasks is regenerated from the run's seed
+and the block number (``tasks.stream_rng(seed, TRAIN, block)``), θ0 from ``(seed, INIT)`` and the
+evaluation tasks from ``(seed, EVAL)``; the seed is in ``config``. So θ, the iteration, the config
+and the optimizer state are the whole state of a run, and a resumed run is bitwise the run that
+was never stopped.
 
 Writes go to a temporary file in the target's directory, are flushed and fsynced, then renamed
-over the target with ``os.replace``: a reader sees the old file or the new one, never half of one.
+over the target with ``os.replace``: a reader (or a crash, a full disk, a second Ctrl-C) sees the
+old file or the new one, never half of one. Loading uses ``allow_pickle=False`` and checks every
+field; anything unexpected raises :class:`~minireptile.errors.CheckpointError` naming the file.
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +41,7 @@ from .optim import AdamState
 
 FORMAT = "minireptile-checkpoint"
 FORMAT_VERSION = 1
+STATUSES = ("running", "stopped", "interrupted", "diverged", "complete")
 
 
 def atomic_write(path, write) -> None:
@@ -56,70 +73,122 @@ def atomic_write(path, write) -> None:
 
 
 def save_checkpoint(path, theta: np.ndarray, config: dict, iteration: int,
-                    state: AdamState | None = None) -> None:
+                    state: AdamState | None = None, *, status: str = "complete") -> None:
     """Write a checkpoint atomically.
 
     Parameters
     ----------
     path : str or Path
-    theta : ndarray, shape (P,)
+    theta : ndarray, shape (P,), float32 or float64, finite
     config : dict
         JSON-serialisable run configuration.
     iteration : int
-        Outer iterations completed.
+        Outer iterations completed (>= 0).
     state : AdamState or None
         Carried Adam moments (shape (P,)), if any.
+    status : {"running", "stopped", "interrupted", "diverged", "complete"}
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad argument (nothing is written).
+    OSError
+        The file cannot be written (the previous checkpoint at ``path``, if any, is untouched).
     """
+    from . import __version__
+
+    theta = np.asarray(theta)
+    if theta.ndim != 1 or theta.dtype not in (np.float32, np.float64):
+        raise TypeError(f"theta: expected a float32 or float64 array of shape (P,), got {theta.dtype} {theta.shape}")
+    if not np.isfinite(theta).all():
+        raise ValueError("theta: expected finite values (a checkpoint never holds NaN or inf)")
+    if status not in STATUSES:
+        raise ValueError(f"status: expected one of {STATUSES}, got {status!r}")
     arrays = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "minireptile_version": np.array(__version__),
         "theta": np.ascontiguousarray(theta),
         "config": np.array(json.dumps(config, sort_keys=True)),
         "iteration": np.array(int(iteration), dtype=np.int64),
+        "status": np.array(status),
     }
     if state is not None:
-        arrays.update(adam_m=np.asarray(state.m), adam_v=np.asarray(state.v),
+        arrays.update(adam_m=np.ascontiguousarray(state.m, dtype=theta.dtype),
+                      adam_v=np.ascontiguousarray(state.v, dtype=theta.dtype),
                       adam_t=np.array(int(state.t), dtype=np.int64))
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+def load_checkpoint(path, *, check_finite: bool = True) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (never unpickles anything).
 
     Returns
     -------
     dict
-        ``theta`` (P,), ``config`` (dict), ``iteration`` (int), ``state`` (AdamState or None).
+        ``theta`` (P,), ``config`` (dict), ``iteration`` (int), ``state`` (AdamState or None),
+        ``status`` (str), ``format_version`` (int).
 
     Raises
     ------
     CheckpointError
-        Missing, truncated, corrupted, foreign or wrong-version file.
+        Missing, unreadable, truncated, corrupted, foreign or wrong-version file; the message
+        names the file and says what is wrong.
     """
     path = Path(path)
+    where = repr(str(path))
     if not path.is_file():
-        raise CheckpointError(f"checkpoint: no file at {str(path)!r}")
+        raise CheckpointError(f"checkpoint: no file at {where}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"checkpoint: {where} is a single .npy array, not a minireptile checkpoint")
+        with z:
             data = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise CheckpointError(f"checkpoint: {str(path)!r} is truncated or not a minireptile checkpoint ({exc})") from None
-    if "format" not in data or str(data["format"]) != FORMAT:
-        raise CheckpointError(f"checkpoint: {str(path)!r} is not a minireptile checkpoint")
-    version = int(data.get("format_version", -1))
+    except CheckpointError:
+        raise
+    except PermissionError as exc:
+        raise CheckpointError(f"checkpoint: cannot read {where} ({exc.strerror})") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError, MemoryError) as exc:
+        raise CheckpointError(f"checkpoint: {where} is truncated, corrupted or not a minireptile checkpoint "
+                              f"({type(exc).__name__}: {exc})") from None
+    if "format" not in data or data["format"].shape != () or str(data["format"]) != FORMAT:
+        raise CheckpointError(f"checkpoint: {where} is not a minireptile checkpoint (no 'format' field "
+                              f"saying {FORMAT!r}; it holds {sorted(data)})")
+    try:
+        version = int(data["format_version"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"checkpoint: {where} has no readable format version") from None
     if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint: {str(path)!r} has format version {version}; this minireptile reads version {FORMAT_VERSION}"
-        )
+        raise CheckpointError(f"checkpoint: {where} has format version {version}; this minireptile reads "
+                              f"version {FORMAT_VERSION} (use the minireptile version that wrote it)")
     try:
         config = json.loads(str(data["config"]))
         theta = data["theta"]
         iteration = int(data["iteration"])
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint: {str(path)!r} is corrupted ({exc})") from None
-    if theta.ndim != 1 or theta.dtype not in (np.float32, np.float64):
-        raise CheckpointError(f"checkpoint: {str(path)!r} has a malformed theta ({theta.dtype}, {theta.shape})")
-    state = None
-    if "adam_m" in data:
-        state = AdamState(data["adam_m"], data["adam_v"], int(data["adam_t"]))
-    return {"theta": theta, "config": config, "iteration": iteration, "state": state}
+        status = str(data.get("status", "complete"))
+        state = None
+        if "adam_m" in data:
+            state = AdamState(data["adam_m"], data["adam_v"], int(data["adam_t"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint: {where} is corrupted (missing or unreadable field: {exc})") from None
+    problem = None
+    if not isinstance(config, dict):
+        problem = "its config is not a JSON object"
+    elif theta.ndim != 1 or theta.dtype not in (np.float32, np.float64) or theta.size == 0:
+        problem = f"theta is not a float32/float64 vector ({theta.dtype}, shape {theta.shape})"
+    elif check_finite and not np.isfinite(theta).all():
+        problem = "theta holds NaN or inf"
+    elif iteration < 0:
+        problem = f"iteration is negative ({iteration})"
+    elif status not in STATUSES:
+        problem = f"status {status!r} is not one of {STATUSES}"
+    elif state is not None and not (state.m.shape == state.v.shape == theta.shape and state.t >= 0
+                                    and state.m.dtype == state.v.dtype == theta.dtype):
+        problem = "the Adam state does not match theta"
+    elif state is not None and check_finite and not (np.isfinite(state.m).all() and np.isfinite(state.v).all()):
+        problem = "the Adam state holds NaN or inf"
+    if problem:
+        raise CheckpointError(f"checkpoint: {where} is corrupted: {problem}")
+    return {"theta": theta, "config": config, "iteration": iteration, "state": state, "status": status,
+            "format_version": version}

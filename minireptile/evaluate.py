@@ -16,6 +16,8 @@ import numpy as np
 from scipy import stats
 
 from . import reference
+from . import validation as check
+from .errors import DivergenceError
 from .optim import AdamState, InnerOptimizer
 
 EVAL_STEPS = (0, 1, 2, 4, 8, 16, 32)
@@ -59,7 +61,7 @@ class EvalResult:
 
 
 def adapt_and_score(spec, theta, X, Y, X_eval, Y_eval, opt: InnerOptimizer, backend,
-                    steps=EVAL_STEPS) -> EvalResult:
+                    steps=EVAL_STEPS, *, check_finite: bool = True) -> EvalResult:
     """Adapt θ on each task with full-batch steps; score on that task's evaluation points.
 
     Parameters
@@ -75,14 +77,20 @@ def adapt_and_score(spec, theta, X, Y, X_eval, Y_eval, opt: InnerOptimizer, back
     backend : Backend
     steps : sequence of int
         Increasing step counts at which to score (0 = θ itself).
+    check_finite : bool
+        Reject NaN/inf in θ and the task data (default).
 
     Returns
     -------
     EvalResult
+
+    Raises
+    ------
+    DivergenceError
+        Adapting made a task's loss NaN or inf (the inner learning rate is too large for θ).
     """
-    steps = tuple(int(s) for s in steps)
-    if any(b <= a for a, b in zip(steps, steps[1:])) or steps[0] < 0:
-        raise ValueError(f"steps: expected increasing non-negative counts, got {steps}")
+    theta, X, Y, X_eval, Y_eval, steps = check.evaluate_args(spec, theta, X, Y, X_eval, Y_eval, opt, backend,
+                                                             steps, check_finite)
     n_tasks, shots = X.shape[0], X.shape[1]
     phi = np.empty((n_tasks, theta.shape[0]), dtype=theta.dtype)
     phi[...] = theta
@@ -93,12 +101,17 @@ def adapt_and_score(spec, theta, X, Y, X_eval, Y_eval, opt: InnerOptimizer, back
         k = target - done
         if k > 0:
             plan = np.broadcast_to(np.arange(shots, dtype=np.int64), (n_tasks, k, shots)).copy()
-            res = backend.inner_loop(spec, phi, X, Y, plan, opt, state)
+            res = backend.inner_loop(spec, phi, X, Y, plan, opt, state, check_finite=False)
             phi = res.phi
             state = res.state
             done = target
         for i in range(n_tasks):
-            losses[i, j] = reference.loss(spec, phi[i], X_eval[i], Y_eval[i])
+            losses[i, j] = reference.loss(spec, phi[i], X_eval[i], Y_eval[i], check_finite=False)
+        if not np.isfinite(losses[:, j]).all():
+            n_bad = int((~np.isfinite(losses[:, j])).sum())
+            raise DivergenceError(f"evaluation: after {target} adaptation steps the loss is NaN or inf on {n_bad} "
+                                  f"of {n_tasks} tasks; lower the inner learning rate (lr={opt.lr:g})",
+                                  theta=theta)
     mean, ci = mean_ci95(losses, axis=0)
     return EvalResult(steps, losses, mean, ci)
 
@@ -119,6 +132,7 @@ def evaluate_sine(spec, theta, tasks, opt: InnerOptimizer, backend, steps=EVAL_S
     -------
     EvalResult
     """
+    tasks = check.sine_tasks_arg(tasks)
     return adapt_and_score(spec, theta, tasks.x_shots, tasks.y_shots, tasks.x_grid, tasks.y_grid,
                            opt, backend, steps)
 

@@ -15,12 +15,17 @@ Shapes (B = minibatch size, d_in / d_out = input / output width, P = number of p
            (B,)           integer class labels    for loss="ce"
 
 It draws no random numbers: minibatches come in as an index plan made on the host.
+
+Each public function starts with one call into :mod:`minireptile.validation`, which rejects bad
+shapes, dtypes, non-finite data (``check_finite=True``) and out-of-range plans with an error naming
+the argument, and hands back contiguous arrays in θ's dtype. The math below can assume clean input.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import validation as check
 from .mlp import MLPSpec, unflatten
 from .optim import AdamState, InnerOptimizer, InnerResult
 
@@ -40,7 +45,7 @@ def _act_grad(name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # forward / backward for one task
 # ---------------------------------------------------------------------------------------------
-def forward(spec: MLPSpec, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+def forward(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, *, check_finite: bool = True) -> np.ndarray:
     """Network output for a batch.
 
     Parameters
@@ -48,12 +53,15 @@ def forward(spec: MLPSpec, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
     spec : MLPSpec
     theta : ndarray, shape (P,)
     X : ndarray, shape (B, d_in)
+    check_finite : bool
+        Reject NaN/inf in θ and X (default).
 
     Returns
     -------
-    out : ndarray, shape (B, d_out)
+    out : ndarray, shape (B, d_out), θ's dtype
         Linear outputs (regression values, or logits for loss="ce").
     """
+    theta, X = check.forward_args(spec, theta, X, check_finite)
     a = X
     layers = unflatten(spec, theta)
     for i, (W, b) in enumerate(layers):
@@ -80,15 +88,17 @@ def _loss_and_dout(spec: MLPSpec, out: np.ndarray, Y: np.ndarray) -> tuple[float
     return loss, dout.astype(out.dtype, copy=False)
 
 
-def loss_and_grad(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray):
+def loss_and_grad(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, *, check_finite: bool = True):
     """Mean loss over the batch and its gradient with respect to the flat θ.
 
     Parameters
     ----------
     spec : MLPSpec
     theta : ndarray, shape (P,)
-    X : ndarray, shape (B, d_in)
-    Y : ndarray, shape (B, d_out) float for "mse", or (B,) int for "ce"
+    X : ndarray, shape (B, d_in), B >= 1
+    Y : ndarray, shape (B, d_out) float for "mse", or (B,) int in [0, d_out) for "ce"
+    check_finite : bool
+        Reject NaN/inf in θ, X and Y (default).
 
     Returns
     -------
@@ -96,6 +106,7 @@ def loss_and_grad(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray
     grad : ndarray, shape (P,), same dtype as ``theta``
         Laid out like θ, so ``unflatten(spec, grad)`` names dW and db per layer.
     """
+    theta, X, Y = check.batch_args(spec, theta, X, Y, check_finite)
     layers = unflatten(spec, theta)
     L = len(layers)
     # forward, keeping each layer's input a[l] and pre-activation z[l]
@@ -122,9 +133,10 @@ def loss_and_grad(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray
     return float(loss), grad
 
 
-def loss(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> float:
+def loss(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, *, check_finite: bool = True) -> float:
     """Mean loss of one batch (see :func:`loss_and_grad` for shapes)."""
-    out = forward(spec, theta, X)
+    theta, X, Y = check.batch_args(spec, theta, X, Y, check_finite)
+    out = forward(spec, theta, X, check_finite=False)
     return float(_loss_and_dout(spec, out, Y)[0])
 
 
@@ -163,6 +175,8 @@ def inner_loop(
     plan: np.ndarray,
     opt: InnerOptimizer,
     state: AdamState | None = None,
+    *,
+    check_finite: bool = True,
 ) -> InnerResult:
     """Adapt θ to each task of a meta-batch: k optimizer steps on that task's minibatches.
 
@@ -174,11 +188,15 @@ def inner_loop(
     X : ndarray, shape (n_tasks, n_points, d_in)
     Y : ndarray, shape (n_tasks, n_points, d_out) float, or (n_tasks, n_points) int for "ce"
     plan : ndarray of int, shape (n_tasks, steps, batch)
-        ``plan[i, s]`` are the point indices of task i's minibatch at step s.
+        ``plan[i, s]`` are the point indices of task i's minibatch at step s, in [0, n_points).
     opt : InnerOptimizer
     state : AdamState or None
         Adam moments to start from (``m``, ``v`` of shape (P,) or (n_tasks, P), step count ``t``);
         None starts from zeros. Ignored for SGD.
+    check_finite : bool
+        Reject NaN/inf in θ, X, Y and the state (default). Steps that diverge are not an input
+        error: φ and the loss then come back non-finite (``meta_train`` turns that into
+        :class:`~minireptile.errors.DivergenceError`).
 
     Returns
     -------
@@ -186,6 +204,7 @@ def inner_loop(
         ``phi`` (n_tasks, P) adapted parameters, ``loss`` (n_tasks,) mean minibatch loss over the
         steps (each measured before its update), ``state`` final Adam moments or None.
     """
+    theta, X, Y, plan, state = check.inner_loop_args(spec, theta, X, Y, plan, opt, state, check_finite)
     n_tasks, steps, _ = plan.shape
     P = spec.n_params
     phi = np.empty((n_tasks, P), dtype=X.dtype)
@@ -203,7 +222,7 @@ def inner_loop(
     for i in range(n_tasks):
         for s in range(steps):
             idx = plan[i, s]
-            loss_s, g = loss_and_grad(spec, phi[i], X[i, idx], Y[i, idx])
+            loss_s, g = loss_and_grad(spec, phi[i], X[i, idx], Y[i, idx], check_finite=False)
             losses[i] += loss_s / steps
             if adam:
                 adam_step(phi[i], g, m[i], v[i], t0 + s + 1, opt)

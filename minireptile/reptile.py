@@ -14,6 +14,11 @@ openai/supervised-reptile's ``interpolate_vars(old, new, ε)`` is this same line
 The driver :func:`meta_train` pulls blocks of pre-sampled tasks (host side), hands a chunk of
 outer iterations to the backend's ``train_chunk`` (one compiled call on fast backends) and reports
 to a callback between chunks. It draws no random numbers itself.
+
+It is also the divergence guard: a chunk whose per-iteration losses or final θ are not finite is
+replayed from its start θ up to the bad iteration (deterministically: a chunk's result does not
+depend on where the chunk starts or ends) and :class:`~minireptile.errors.DivergenceError` is raised
+with that iteration and the last finite θ.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 
+from . import validation as check
+from .errors import DivergenceError
 from .optim import AdamState, InnerOptimizer
 
 
@@ -45,7 +52,7 @@ def epsilon_schedule(iteration, n_iters: int, eps0: float, eps_final: float = 0.
     return eps0 + (eps_final - eps0) * (np.asarray(iteration, dtype=np.float64) / n_iters)
 
 
-def reptile_update(theta: np.ndarray, phi: np.ndarray, eps: float) -> np.ndarray:
+def reptile_update(theta: np.ndarray, phi: np.ndarray, eps: float, *, check_finite: bool = True) -> np.ndarray:
     """The Reptile outer update θ + ε·(mean_i φ_i − θ).
 
     Parameters
@@ -54,13 +61,15 @@ def reptile_update(theta: np.ndarray, phi: np.ndarray, eps: float) -> np.ndarray
     phi : ndarray, shape (n_tasks, P)
         Adapted parameters of the meta-batch's tasks.
     eps : float
-        Outer step size; rounded to θ's dtype first so float32 stays float32.
+        Outer step size, finite and >= 0; rounded to θ's dtype first so float32 stays float32.
+    check_finite : bool
+        Reject NaN/inf in θ and φ (default).
 
     Returns
     -------
     ndarray, shape (P,), new θ (the input is not modified).
     """
-    eps = theta.dtype.type(eps)
+    theta, phi, eps = check.update_args(theta, phi, eps, check_finite)
     return theta + eps * (phi.mean(axis=0) - theta)
 
 
@@ -95,14 +104,29 @@ def train_chunk_generic(inner_loop, spec, theta, X, Y, plans, eps, opt, state=No
     theta : ndarray, shape (P,)
     losses : ndarray, shape (iters,), mean inner training loss of each outer iteration
     state : AdamState or None
+
+    The chunk's arguments are validated by the backend wrapper (:mod:`minireptile.backends`).
+    The chunk stops at the first iteration whose loss, new θ or carried state is not finite; the
+    losses of that iteration and of the ones not run are NaN.
     """
-    losses = np.empty(len(eps), dtype=np.float64)
+    losses = np.full(len(eps), np.nan, dtype=np.float64)
     for j in range(len(eps)):
         res = inner_loop(spec, theta, X[j], Y[j], plans[j], opt, state)
-        theta = reptile_update(theta, res.phi, eps[j])
-        losses[j] = res.loss.mean()
+        theta = reptile_update(theta, res.phi, eps[j], check_finite=False)
         state = carry_state(res.state, opt)
+        losses[j] = res.loss.mean()
+        if not (np.isfinite(losses[j]) and _finite(theta, state)):
+            losses[j] = np.nan
+            break
     return theta, losses, state
+
+
+def _finite(theta: np.ndarray, state: AdamState | None) -> bool:
+    """θ (and the carried Adam moments, if any) hold only finite numbers."""
+    ok = bool(np.isfinite(theta).all())
+    if ok and state is not None:
+        ok = bool(np.isfinite(state.m).all() and np.isfinite(state.v).all())
+    return ok
 
 
 @dataclass(frozen=True)
@@ -146,7 +170,7 @@ class ReptileConfig:
         return d
 
 
-ChunkCallback = Callable[[int, np.ndarray, np.ndarray, "AdamState | None"], None]
+ChunkCallback = Callable[[int, np.ndarray, np.ndarray, "AdamState | None"], "bool | None"]
 
 
 def meta_train(
@@ -161,6 +185,8 @@ def meta_train(
     stop: int | None = None,
     state: AdamState | None = None,
     callback: ChunkCallback | None = None,
+    chunk_iters: int | None = None,
+    check_finite: bool = True,
 ):
     """Meta-train θ from iteration ``start`` up to ``stop`` (default ``config.iters``).
 
@@ -179,29 +205,79 @@ def meta_train(
     backend : Backend
         From :func:`minireptile.backends.get_backend`.
     start, stop : int
-        Iteration range [start, stop).
+        Iteration range [start, stop), 0 <= start <= stop <= config.iters. The ε schedule always
+        runs over ``config.iters``, so stopping at k and restarting with ``start=k`` reproduces the
+        uninterrupted run bit for bit.
     state : AdamState or None
         Carried Adam state at ``start`` (policy 'carry').
     callback : callable, optional
         ``callback(it, theta, losses, state)`` after each chunk; ``it`` is the number of
-        iterations done, ``losses`` (chunk,) the chunk's mean inner losses.
+        iterations done, ``losses`` (chunk,) the chunk's mean inner losses. Returning True stops
+        training after this chunk (the caller knows ``it`` from its last call).
+    chunk_iters : int, optional
+        Also end chunks at multiples of this many iterations (so a callback that checkpoints every
+        ``chunk_iters`` iterations is called exactly there). Chunks always end at block ends.
+    check_finite : bool
+        Reject a non-finite θ or state at ``start`` (default).
 
     Returns
     -------
     theta : ndarray, shape (P,)
     state : AdamState or None
+
+    Raises
+    ------
+    DivergenceError
+        A loss, θ or carried state became NaN or inf; the error names the iteration and carries
+        the last finite θ (and state).
     """
-    stop = config.iters if stop is None else stop
+    theta, block_iters, start, stop, state, chunk_iters = check.meta_train_args(
+        spec, theta, sample_block, block_iters, config, backend, start, stop, state, callback, chunk_iters,
+        check_finite)
     it = start
+    block = None, None                        # (b, (X, Y, plans)): a block is sampled once
     while it < stop:
         b, j0 = divmod(it, block_iters)
-        X, Y, plans = sample_block(b)
-        j1 = min(block_iters, j0 + stop - it)
-        eps = epsilon_schedule(np.arange(it, it + j1 - j0), config.iters, config.eps0, config.eps_final)
-        theta, losses, state = backend.train_chunk(
-            spec, theta, X[j0:j1], Y[j0:j1], plans[j0:j1], eps, config.inner, state
-        )
-        it += j1 - j0
-        if callback is not None:
-            callback(it, theta, losses, state)
+        if block[0] != b:
+            block = b, check.block_arg(b, block_iters, sample_block(b))
+        X, Y, plans = block[1]
+        end = min(stop, (b + 1) * block_iters)
+        if chunk_iters is not None:
+            end = min(end, (it // chunk_iters + 1) * chunk_iters)
+        j1 = j0 + end - it
+        eps = epsilon_schedule(np.arange(it, end), config.iters, config.eps0, config.eps_final)
+        chunk = spec, theta, X[j0:j1], Y[j0:j1], plans[j0:j1], eps, config.inner, state
+        new_theta, losses, new_state = backend.train_chunk(*chunk)
+        if not (np.isfinite(losses).all() and _finite(new_theta, new_state)):
+            raise _divergence(backend, chunk, losses, it, config)
+        theta, state, it = new_theta, new_state, end
+        if callback is not None and callback(it, theta, losses, state):
+            break
     return theta, state
+
+
+def _divergence(backend, chunk, losses, it: int, config: ReptileConfig) -> DivergenceError:
+    """The error for a chunk starting at iteration ``it`` that went non-finite.
+
+    The first iteration j with a non-finite loss diverged, or (loss finite, new θ not) the last
+    one. θ before iteration j is recomputed by replaying the chunk's first j iterations from the
+    chunk's start θ: a chunk's result does not depend on where it ends, so this is the very θ the
+    run had. If that θ is itself non-finite (an iteration with a finite loss produced a NaN θ),
+    step back one more iteration.
+    """
+    spec, theta, X, Y, plans, eps, opt, state = chunk
+    bad = np.flatnonzero(~np.isfinite(losses))
+    j = int(bad[0]) if bad.size else len(eps) - 1
+    while j > 0:
+        theta_j, _, state_j = backend.train_chunk(spec, theta, X[:j], Y[:j], plans[:j], eps[:j], opt, state)
+        if _finite(theta_j, state_j):
+            theta, state = theta_j, state_j
+            break
+        j -= 1
+    i = it + j
+    return DivergenceError(
+        f"training diverged at outer iteration {i} (0-based; {i} iterations completed): the inner loss "
+        f"or the new θ is NaN or inf. The last finite θ (before iteration {i}) is kept in the error. "
+        f"Lower the inner learning rate (lr={config.inner.lr:g}) or the outer step size "
+        f"(eps0={config.eps0:g}).",
+        iteration=i, theta=np.array(theta, copy=True), state=state)

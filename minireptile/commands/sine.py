@@ -4,6 +4,12 @@ Pipeline: sample blocks of tasks on the host (:mod:`minireptile.tasks`) → the 
 ``train_chunk`` (inner loops + outer update) → evaluation on held-out tasks with 95% CIs for the
 meta-learned θ and for the initial (not meta-trained) θ0 → a results table, a checkpoint, an
 optional JSON summary and, with matplotlib, the gist's plot.
+
+Reliability (docs/errors.md): a checkpoint ``OUT/checkpoint.npz`` exists from the first moment of
+training (written atomically, every ``--checkpoint-every`` iterations and at the end);
+``--stop-after K`` ends cleanly after K iterations; Ctrl-C / SIGTERM stop after the current chunk
+with a checkpoint (exit 130 / 143); a divergence writes the last finite θ (exit 3);
+``--resume CKPT`` continues bit for bit with the checkpoint's configuration.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import numpy as np
 
 from .. import __version__
 from ..backends import BACKENDS, get_backend
-from ..checkpoint import save_checkpoint
-from ..cli import nonnegative_float, positive_float, positive_int, unit_interval
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..cli import (EXIT_DIVERGED, FlagError, Interruptible, int_at_least, nonnegative_float, nonnegative_int,
+                   positive_float, positive_int, unit_interval)
+from ..errors import CheckpointError, DivergenceError
 from ..evaluate import EVAL_STEPS, adapted_predictions, evaluate_sine
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
@@ -27,13 +35,34 @@ from ..reptile import ReptileConfig, meta_train
 from ..tasks import EVAL, INIT, PLOT, PRESETS, block_iters_for, get_preset, sine_block, sine_eval_tasks, stream_rng
 
 DEFAULT_BACKEND = "numpy"
+DEFAULT_OUT = Path("runs/sine")
+DEFAULT_CHECKPOINT_EVERY = 1000
+
+# Flags that define a run -> where the config keeps their value. With --resume each must be left
+# out or equal the checkpoint's value (the run continues with the checkpoint's configuration).
+RUN_FLAGS = {
+    "preset": ("--preset", lambda c: c["preset"]),
+    "iters": ("--iters", lambda c: c["reptile"]["iters"]),
+    "meta_batch": ("--meta-batch", lambda c: c["reptile"]["meta_batch"]),
+    "inner_steps": ("--inner-steps", lambda c: c["reptile"]["inner_steps"]),
+    "inner_batch": ("--inner-batch", lambda c: c["reptile"]["inner_batch"]),
+    "inner_lr": ("--inner-lr", lambda c: c["reptile"]["inner"]["lr"]),
+    "outer_lr": ("--outer-lr", lambda c: c["reptile"]["eps0"]),
+    "outer_lr_final": ("--outer-lr-final", lambda c: c["reptile"]["eps_final"]),
+    "optimizer": ("--optimizer", lambda c: c["reptile"]["inner"]["name"]),
+    "beta1": ("--beta1", lambda c: c["reptile"]["inner"]["beta1"]),
+    "beta2": ("--beta2", lambda c: c["reptile"]["inner"]["beta2"]),
+    "adam_state": ("--adam-state", lambda c: c["reptile"]["inner"]["state_policy"]),
+    "dtype": ("--dtype", lambda c: c["dtype"]),
+    "seed": ("--seed", lambda c: c["seed"]),
+}
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sine", help="meta-train on sine-wave regression (default: the gist protocol)",
                        description="Meta-train an MLP with Reptile on sine-wave regression and evaluate it. "
                        "Defaults reproduce openai's Reptile sine demo (preset 'gist').")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="gist", help="protocol (default: gist)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="protocol (default: gist)")
     p.add_argument("--iters", type=positive_int, help="outer iterations (preset: 30000)")
     p.add_argument("--meta-batch", type=positive_int, help="tasks per outer iteration (preset: 1)")
     p.add_argument("--inner-steps", type=positive_int, help="inner steps per task (preset: 5)")
@@ -41,17 +70,28 @@ def add_parser(sub) -> None:
     p.add_argument("--inner-lr", type=positive_float, help="inner step size (preset: 0.02)")
     p.add_argument("--outer-lr", type=positive_float, help="initial outer step size ε0 (preset: 0.1)")
     p.add_argument("--outer-lr-final", type=nonnegative_float, help="final outer step size (preset: 0)")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="inner optimizer (default: sgd)")
-    p.add_argument("--beta1", type=unit_interval, default=0.0, help="Adam β1 (default 0, as the paper)")
-    p.add_argument("--beta2", type=unit_interval, default=0.999, help="Adam β2 (default 0.999)")
-    p.add_argument("--adam-state", choices=("reset", "carry"), default="reset",
+    p.add_argument("--optimizer", choices=("sgd", "adam"), help="inner optimizer (default: sgd)")
+    p.add_argument("--beta1", type=unit_interval, help="Adam β1 (default 0, as the paper)")
+    p.add_argument("--beta2", type=unit_interval, help="Adam β2 (default 0.999)")
+    p.add_argument("--adam-state", choices=("reset", "carry"),
                    help="Adam moments per task (reset, default) or carried across tasks")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: float32")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
-                   help=f"inner-loop implementation (default: {DEFAULT_BACKEND})")
-    p.add_argument("--eval-tasks", type=positive_int, default=100, help="held-out tasks (default 100)")
-    p.add_argument("--out", type=Path, default=Path("runs/sine"), help="output folder (default runs/sine)")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="default: float32")
+    p.add_argument("--seed", type=nonnegative_int, help="run seed, an integer >= 0 (default 0)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help=f"inner-loop implementation (default: {DEFAULT_BACKEND}; with --resume: the checkpoint's; "
+                   "another backend continues the run to rounding, not bit for bit)")
+    p.add_argument("--eval-tasks", type=int_at_least(2), help="held-out tasks, >= 2 (default 100)")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default runs/sine; with --resume: the checkpoint's folder)")
+    p.add_argument("--checkpoint-every", type=nonnegative_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
+                   help=f"write OUT/checkpoint.npz every N iterations (default {DEFAULT_CHECKPOINT_EVERY}; 0: only "
+                   "at the start and the end)")
+    p.add_argument("--stop-after", type=positive_int, metavar="K",
+                   help="stop cleanly once K iterations of the run are done (counted from iteration 0, also when "
+                   "resuming), write the checkpoint and skip evaluation")
+    p.add_argument("--resume", type=Path, metavar="CKPT",
+                   help="continue the run saved in CKPT with its configuration (run-defining flags may be "
+                   "repeated only with the same values)")
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
     p.add_argument("--no-plot", action="store_true", help="skip the plot even if matplotlib is installed")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -60,10 +100,10 @@ def add_parser(sub) -> None:
 
 def build_config(args) -> dict:
     """The run's full configuration as a JSON-serialisable dict (stored in checkpoints)."""
-    preset = get_preset(args.preset)
     pick = lambda value, default: default if value is None else value  # noqa: E731
-    opt = InnerOptimizer(args.optimizer, pick(args.inner_lr, preset.inner_lr), args.beta1, args.beta2,
-                         1e-8, args.adam_state)
+    preset = get_preset(pick(args.preset, "gist"))
+    opt = InnerOptimizer(pick(args.optimizer, "sgd"), pick(args.inner_lr, preset.inner_lr), pick(args.beta1, 0.0),
+                         pick(args.beta2, 0.999), 1e-8, pick(args.adam_state, "reset"))
     reptile = ReptileConfig(
         iters=pick(args.iters, preset.iters),
         meta_batch=pick(args.meta_batch, preset.meta_batch),
@@ -79,10 +119,10 @@ def build_config(args) -> dict:
         "preset": preset.name,
         "model": spec.to_dict(),
         "reptile": reptile.to_dict(),
-        "dtype": args.dtype,
-        "seed": args.seed,
-        "backend": args.backend,
-        "eval_tasks": args.eval_tasks,
+        "dtype": pick(args.dtype, "float32"),
+        "seed": pick(args.seed, 0),
+        "backend": pick(args.backend, DEFAULT_BACKEND),
+        "eval_tasks": pick(args.eval_tasks, 100),
         "eval_steps": list(EVAL_STEPS),
         "block_iters": block_iters_for(reptile.meta_batch),
     }
@@ -92,6 +132,41 @@ def _reptile_config(cfg: dict) -> ReptileConfig:
     r = dict(cfg["reptile"])
     r["inner"] = InnerOptimizer(**r["inner"])
     return ReptileConfig(**r)
+
+
+def resumed_config(args, ck: dict) -> dict:
+    """The configuration of the run saved in checkpoint ``ck`` (from :func:`load_checkpoint`).
+
+    Raises CheckpointError if the checkpoint is not a usable ``minireptile sine`` run, and
+    FlagError for a run-defining flag whose value differs from the checkpoint's.
+    """
+    cfg, where = ck["config"], repr(str(args.resume))
+    if cfg.get("command") != "sine":
+        raise CheckpointError(f"checkpoint: {where} was written by `minireptile {cfg.get('command')}`, not `sine`")
+    try:
+        rcfg = _reptile_config(cfg)
+        spec = MLPSpec.from_dict(cfg["model"])
+        get_preset(cfg["preset"])
+        dtype, seed = np.dtype(cfg["dtype"]), cfg["seed"]
+        ok = (dtype == ck["theta"].dtype and isinstance(seed, int) and seed >= 0
+              and isinstance(cfg["block_iters"], int) and cfg["block_iters"] >= 1 and cfg["eval_tasks"] >= 2)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint: {where} has an incomplete or invalid sine configuration ({exc})") from None
+    if not ok or ck["theta"].shape != (spec.n_params,) or ck["iteration"] > rcfg.iters:
+        raise CheckpointError(f"checkpoint: {where} is corrupted: its theta ({ck['theta'].dtype}, "
+                              f"{ck['theta'].shape}) or iteration ({ck['iteration']}) does not fit its configuration")
+    if ck["status"] == "diverged":
+        raise FlagError("--resume", f"the run in {where} diverged at iteration {ck['iteration']}; resuming it would "
+                        "diverge again: start a new run with a smaller --inner-lr or --outer-lr")
+    for dest, (flag, saved) in RUN_FLAGS.items():
+        value = getattr(args, dest)
+        if value is not None and value != saved(cfg):
+            raise FlagError(flag, f"cannot change a resumed run (the checkpoint has {saved(cfg)!r}, got {value!r}); "
+                            "leave it out, or start a new run without --resume")
+    for dest, key in (("backend", "backend"), ("eval_tasks", "eval_tasks")):  # these do not change training
+        if getattr(args, dest) is not None:
+            cfg = {**cfg, key: getattr(args, dest)}
+    return cfg
 
 
 class Progress:
@@ -134,15 +209,22 @@ def versions() -> dict:
 
 
 def run(args) -> int:
-    cfg = build_config(args)
+    ck = load_checkpoint(args.resume) if args.resume is not None else None
+    cfg = resumed_config(args, ck) if ck is not None else build_config(args)
     rcfg = _reptile_config(cfg)
     spec = MLPSpec.from_dict(cfg["model"])
     preset = get_preset(cfg["preset"])
     dtype = np.dtype(cfg["dtype"])
     seed = cfg["seed"]
     backend = get_backend(cfg["backend"])
+    out = Path(args.out) if args.out is not None else (Path(args.resume).parent if ck is not None else DEFAULT_OUT)
+    ckpt_path = out / "checkpoint.npz"
 
     theta0 = init_params(spec, stream_rng(seed, INIT), dtype)
+    start, theta, state = (ck["iteration"], ck["theta"], ck["state"]) if ck is not None else (0, theta0, None)
+    stop = rcfg.iters if args.stop_after is None else min(args.stop_after, rcfg.iters)
+    if stop < start:
+        raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
     t = time.perf_counter()
     backend.warmup(spec, dtype, rcfg.inner)
     compile_seconds = time.perf_counter() - t
@@ -153,17 +235,56 @@ def run(args) -> int:
         return sine_block(seed, b, block_iters, rcfg.meta_batch, preset, rcfg.inner_steps, rcfg.inner_batch, dtype)
 
     if not args.quiet:
+        resumed = f"; resuming {args.resume} at iteration {start}" if ck is not None else ""
         print(f"minireptile sine: preset {preset.name}, {rcfg.iters} iterations, meta-batch {rcfg.meta_batch}, "
               f"{rcfg.inner.name} x{rcfg.inner_steps} (batch {rcfg.inner_batch}, lr {rcfg.inner.lr}), "
-              f"backend {backend.name}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s", flush=True)
-    progress = Progress(rcfg.iters, 0, rcfg, args.quiet)
-    t = time.perf_counter()
-    theta, state = meta_train(spec, theta0, sample_block, block_iters, rcfg, backend, callback=progress)
-    train_seconds = time.perf_counter() - t
+              f"backend {backend.name}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s{resumed}", flush=True)
+    progress = Progress(stop, start, rcfg, args.quiet)
+    every = args.checkpoint_every
+    last = {"it": start, "theta": theta, "state": state, "saved": start}
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "checkpoint.npz", theta, cfg, rcfg.iters, state)
+    def checkpoint(it, theta, state, status):
+        save_checkpoint(ckpt_path, theta, cfg, it, state, status=status)
+        last["saved"] = it
+
+    def on_chunk(it, theta, losses, state):
+        progress(it, theta, losses, state)
+        last.update(it=it, theta=theta, state=state)
+        if every and it % every == 0 and it < stop:
+            checkpoint(it, theta, state, "running")
+        return interrupt.requested()
+
+    t = time.perf_counter()
+    with Interruptible() as interrupt:
+        try:
+            checkpoint(start, theta, state, "running")  # from here on a valid checkpoint is always on disk
+            with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, not warned
+                meta_train(spec, theta, sample_block, block_iters, rcfg, backend, start=start, stop=stop,
+                           state=state, callback=on_chunk, chunk_iters=every or None)
+            it, theta, state = last["it"], last["theta"], last["state"]
+            train_seconds = time.perf_counter() - t
+            if interrupt.requested():
+                checkpoint(it, theta, state, "complete" if it == rcfg.iters else "interrupted")
+                print(f"interrupted at iteration {it}/{rcfg.iters} (evaluation skipped); checkpoint: {ckpt_path}\n"
+                      f"resume with: minireptile sine --resume {ckpt_path}", flush=True)
+                return interrupt.exit_status()
+            checkpoint(it, theta, state, "complete" if it == rcfg.iters else "stopped")
+        except DivergenceError as exc:
+            checkpoint(exc.iteration, exc.theta, exc.state, "diverged")
+            print(f"minireptile sine: error: training diverged at outer iteration {exc.iteration}: the inner loss or θ "
+                  f"became NaN or inf. The last finite θ (after {exc.iteration} iterations) is in {ckpt_path}. "
+                  f"Start a new run with a smaller --inner-lr (now {rcfg.inner.lr:g}) or --outer-lr (now "
+                  f"{rcfg.eps0:g}).", file=sys.stderr)
+            return EXIT_DIVERGED
+        except KeyboardInterrupt:
+            print(f"minireptile sine: interrupted again, stopped at once; {ckpt_path} holds the last checkpoint "
+                  f"written (iteration {last['saved']}); resume with: minireptile sine --resume {ckpt_path}",
+                  file=sys.stderr)
+            return 130
+    if it < rcfg.iters:
+        print(f"stopped after iteration {it}/{rcfg.iters} (--stop-after); checkpoint: {ckpt_path}\n"
+              f"resume with: minireptile sine --resume {ckpt_path}", flush=True)
+        return 0
 
     eval_opt = InnerOptimizer(rcfg.inner.name, rcfg.inner.lr, rcfg.inner.beta1, rcfg.inner.beta2, rcfg.inner.eps)
     tasks = sine_eval_tasks(stream_rng(seed, EVAL), cfg["eval_tasks"], preset, dtype)
@@ -173,7 +294,7 @@ def run(args) -> int:
     print(f"\nMSE on the {preset.n_grid}-point grid after k full-batch steps on {preset.eval_shots} points, "
           f"mean ± 95% CI over {cfg['eval_tasks']} held-out tasks (train {train_seconds:.1f}s):")
     print(results_table(EVAL_STEPS, meta, random))
-    print(f"checkpoint: {out / 'checkpoint.npz'}")
+    print(f"checkpoint: {ckpt_path}")
 
     if not args.no_plot:
         _plot(out / "sine.png", spec, theta, preset, eval_opt, backend, seed, dtype)
@@ -183,9 +304,10 @@ def run(args) -> int:
 
         summary = {
             "config": cfg,
+            "start_iteration": start,
             "compile_seconds": compile_seconds,
             "train_seconds": train_seconds,
-            "seconds_per_iteration": train_seconds / rcfg.iters,
+            "seconds_per_iteration": train_seconds / max(rcfg.iters - start, 1),
             "eval": {
                 "steps": list(EVAL_STEPS),
                 "meta_mse": meta.mean.tolist(), "meta_ci95": meta.ci95.tolist(),
