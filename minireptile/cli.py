@@ -25,7 +25,7 @@ from .errors import BackendUnavailableError, CheckpointError, DivergenceError
 EXIT_OK, EXIT_IO, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
-COMMANDS = ("sine", "omniglot")
+COMMANDS = ("sine", "omniglot", "compare")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,12 +151,13 @@ def unit_interval(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import omniglot, sine
+    from .commands import compare, omniglot, sine
 
     parser = _Parser(prog="minireptile", description="Reptile meta-learning for MLPs in NumPy and Numba.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sine.add_parser(sub)
     omniglot.add_parser(sub)
+    compare.add_parser(sub)
     return parser
 
 
