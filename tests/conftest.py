@@ -2,7 +2,15 @@
 
 import os
 
-from hypothesis import HealthCheck, settings
+# CUDA: tests/test_cuda_backend.py runs in numba's CUDA simulator unless MINIREPTILE_TEST_GPU=1 (then
+# on the GPU). numba.cuda reads NUMBA_ENABLE_CUDASIM once, when it is first imported, so it is set
+# here, before pytest imports any test module (minireptile itself never imports numba.cuda).
+if os.environ.get("MINIREPTILE_TEST_GPU") == "1":
+    os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
+else:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "ci", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow], print_blob=True
