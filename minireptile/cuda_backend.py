@@ -91,7 +91,7 @@ H_LR, H_BETA1, H_BETA2, H_EPS, H_MSE_COEF, H_BATCH, H_ZERO, H_ONE = range(8)
 N_HYPER = 8
 
 _INSTALL = 'pip install "minireptile[cuda]"'
-_INSTEAD = "use --backend numba (CPU) instead"
+_INSTEAD = "use the numba backend (CPU, --backend numba) instead"
 
 # ---------------------------------------------------------------------------------------------
 # lazily bound CUDA objects: filled by _load() on first use, read by the kernels as globals
@@ -122,7 +122,7 @@ def _import_cuda():
     try:
         import numba_cuda  # noqa: F401  (the out-of-tree numba.cuda this backend is tested with)
     except ImportError:
-        raise _unavailable(f"the cuda backend needs numba-cuda: {missing_extra('numba-cuda', 'cuda')}; "
+        raise _unavailable(f"{missing_extra('numba-cuda', 'cuda')} (the cuda backend needs it and an NVIDIA GPU); "
                            f"or {_INSTEAD}") from None
     try:
         from numba import cuda as numba_cuda_module
@@ -815,6 +815,16 @@ def warmup(spec: MLPSpec, dtype, opt: InnerOptimizer) -> float:
     carry_opt = InnerOptimizer("adam", 1e-3, state_policy="carry")
     train_chunk(spec, theta, X, Y, plans, np.array([0.1]), carry_opt, None)  # every kernel, this dtype
     return time.perf_counter() - t
+
+
+def device_info() -> dict:
+    """The GPU the backend runs on: ``name``, ``compute_capability``, ``simulator`` (for reports)."""
+    kernels = _load()
+    if kernels.simulator:
+        return {"name": "CUDA simulator", "compute_capability": None, "simulator": True}
+    dev = cuda.get_current_device()
+    name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+    return {"name": name, "compute_capability": list(dev.compute_capability), "simulator": False}
 
 
 def backend() -> Backend:
