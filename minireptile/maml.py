@@ -39,6 +39,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import reference
+from .errors import DivergenceError
 from .hvp import batched_loss_grad_hvp
 from .optim import AdamState, InnerOptimizer
 
@@ -267,12 +268,14 @@ def meta_train_maml(spec, theta, sample_block, block_iters: int, config: MAMLCon
         for j in range(j0, j1):
             mg = maml_gradient(spec, theta, X[j], Y[j], plans[j], queries[j], config.inner_lr,
                                first_order=config.first_order, backend=backend)
-            theta, state = adam_outer_step(theta, mg.grad.mean(axis=0), state, config)
+            new_theta, state = adam_outer_step(theta, mg.grad.mean(axis=0), state, config)
+            if not np.isfinite(new_theta).all():
+                done = it + j - j0
+                raise DivergenceError(f"theta became non-finite at iteration {done}; lower outer_lr or inner_lr",
+                                      done, theta)
+            theta = new_theta
             losses[j - j0] = mg.loss.mean()
         it += j1 - j0
-        if not np.isfinite(theta).all():
-            from .errors import DivergenceError
-            raise DivergenceError(f"theta became non-finite by iteration {it}", it, theta)
         if callback is not None:
             callback(it, theta, losses)
     return theta, state

@@ -255,6 +255,36 @@ def test_reptile_with_one_inner_step_is_joint_training(problem, n_tasks, eps):
     np.testing.assert_allclose(combination_direction(G, [1.0]), joint, rtol=1e-12, atol=1e-14)
 
 
+def test_maml_with_the_numba_backend_equals_the_numpy_reference():
+    from minireptile import get_backend
+    try:
+        numba_backend = get_backend("numba")
+    except ImportError as exc:  # the numba backend module is part of the package; numba is a core dep
+        pytest.fail(f"numba backend unavailable: {exc}")
+    spec = MLPSpec((1, 8, 8, 1), "relu")
+    rng = np.random.default_rng(0)
+    theta = init_params(spec, rng)
+    X, Y = TaskFamily("maml-paper").sample(rng, 3, 20)
+    plan, query = support_query_plan(3, 10, 10, 2)
+    a = maml_gradient(spec, theta, X, Y, plan, query, 0.01)
+    b = maml_gradient(spec, theta, X, Y, plan, query, 0.01, backend=numba_backend)
+    np.testing.assert_allclose(b.grad, a.grad, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b.phi, a.phi, rtol=1e-12, atol=1e-14)
+
+
+def test_meta_train_maml_raises_divergence_with_the_last_finite_theta():
+    from minireptile.errors import DivergenceError
+    spec = MLPSpec((1, 4, 1))
+    theta0 = init_params(spec, np.random.default_rng(0))
+    X, Y = family_block(TaskFamily("maml-paper"), 0, 0, 4, 2, 20)
+    Y = Y * 1e200                                                  # gradients overflow
+    plan, query = support_query_plan(2, 10, 10, 1)
+    blocks = lambda b: (X, Y, np.broadcast_to(plan, (4,) + plan.shape), np.broadcast_to(query, (4,) + query.shape))  # noqa: E731,E501
+    with np.errstate(all="ignore"), pytest.raises(DivergenceError, match="non-finite") as exc:
+        meta_train_maml(spec, theta0, blocks, 4, MAMLConfig(iters=8, meta_batch=2))
+    assert exc.value.iteration == 0 and np.array_equal(exc.value.theta, theta0)
+
+
 def test_maml_argument_errors_name_the_argument():
     spec = MLPSpec((1, 4, 1))
     theta = init_params(spec, np.random.default_rng(0))
