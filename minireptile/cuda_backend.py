@@ -55,16 +55,26 @@ then the groups in order) forms mean_i φ_i, and ``_outer_update`` applies
 θ ← θ + ε·(mean_i φ_i − θ) in place. Carried Adam moments (policy 'carry') are averaged over
 the tasks the same way. Only θ, the per-task losses and the carried state come back.
 
-float32 and float64; tanh and relu; mse and ce; SGD and Adam (state policies 'reset' and
-'carry'). Under ``NUMBA_ENABLE_CUDASIM=1`` (set before numba.cuda is first imported) the same
-code runs in numba's CUDA simulator, which is how the tests run without a GPU.
+float32 and float64 (θ's dtype is the computation's); tanh and relu; mse and ce; SGD and Adam
+(state policies 'reset' and 'carry'). Under ``NUMBA_ENABLE_CUDASIM=1`` (set before numba.cuda is
+first imported) the same code runs in numba's CUDA simulator, which is how the tests run without
+a GPU. :func:`check_sizes` is the hook :func:`minireptile.backends.get_backend` calls to reject
+sizes beyond the shared-memory limit before a launch.
+
+Without numba-cuda, without a GPU and driver, or without libNVVM, :func:`backend` raises
+:class:`~minireptile.errors.BackendUnavailableError` with one line (what is missing, what to
+install, which backend to use instead). Kernels are compiled once per dtype at the first launch
+(:func:`warmup`) and cached by numba (``cache=True``); numba keys that cache on this file only, so
+after editing kernel_math.py delete ``minireptile/__pycache__/cuda_backend*.nbi/.nbc``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import types
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -673,7 +683,9 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
     else:
         m0 = v0 = np.zeros((1, 1), dtype)
     Yf, Yi = _split_targets(spec, Y, dtype, 1)
-    kernels.inner[dtype][n_tasks, threads, 0, layout.nbytes](
+    with _small_grids_expected():
+        launch = kernels.inner[dtype][n_tasks, threads, 0, layout.nbytes]
+    launch(
         d_phi, d_m, d_v, d_loss, cuda.to_device(theta0), cuda.to_device(m0), cuda.to_device(v0),
         cuda.to_device(X), cuda.to_device(Yf), cuda.to_device(Yi), cuda.to_device(plan),
         cuda.to_device(layout.layers), cuda.to_device(_cfg(spec, opt, layout, batch, has_state)),
@@ -682,6 +694,15 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
     losses = d_loss.copy_to_host()
     new_state = AdamState(d_m.copy_to_host(), d_v.copy_to_host(), t0 + steps) if adam else None
     return InnerResult(phi, losses, new_state)
+
+
+@contextlib.contextmanager
+def _small_grids_expected():
+    """Serial Reptile and small evaluations launch few blocks: numba-cuda's low-occupancy warning
+    ("Grid size N will likely result in GPU under-utilization") is expected there, not news."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
+        yield
 
 
 def _split_targets(spec: MLPSpec, Y: np.ndarray, dtype, n_lead: int):
@@ -734,7 +755,6 @@ def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, sta
     adam = opt.name == "adam"
     carry = adam and opt.state_policy == "carry"
     kernels = _load()
-    inner = kernels.inner[dtype][n_tasks, threads, 0, layout.nbytes]
 
     # what reptile.train_chunk_generic does: iteration 0 starts from `state`; later ones from the
     # carried state ('carry') or from zeros ('reset')
@@ -775,19 +795,24 @@ def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, sta
     if carry:  # the carried (mean) moments live here between iterations
         d_mc, d_vc = cuda.device_array((1, P), dtype), cuda.device_array((1, P), dtype)
 
+    with _small_grids_expected():  # launch configurations, made once
+        inner = kernels.inner[dtype][n_tasks, threads, 0, layout.nbytes]
+        sum_rows = kernels.sum_rows[(p_blocks, groups), rt]
+        outer_update = kernels.outer_update[p_blocks, rt]
+        mean_rows = kernels.mean_rows[p_blocks, rt]
     for j in range(iters):
         cfg = d_cfg[0] if j == 0 else d_cfg[1]
         m0, v0 = (d_m0, d_v0) if j == 0 else ((d_mc, d_vc) if carry else (d_m0, d_v0))
         Yf_j, Yi_j = (d_Yf[j], d_Yi[0]) if spec.loss == "mse" else (d_Yf[0], d_Yi[j])
         inner(d_phi, d_m, d_v, d_loss[j], d_theta, m0, v0, d_X[j], Yf_j, Yi_j, d_plans[j], d_layers, cfg, d_hyper,
               d_bias[j])
-        kernels.sum_rows[(p_blocks, groups), rt](d_partial, d_phi, chunk)
-        kernels.outer_update[p_blocks, rt](d_theta[0], d_partial, d_nf, d_eps, j)
+        sum_rows(d_partial, d_phi, chunk)
+        outer_update(d_theta[0], d_partial, d_nf, d_eps, j)
         if carry:
-            kernels.sum_rows[(p_blocks, groups), rt](d_partial, d_m, chunk)
-            kernels.mean_rows[p_blocks, rt](d_mc[0], d_partial, d_nf)
-            kernels.sum_rows[(p_blocks, groups), rt](d_partial, d_v, chunk)
-            kernels.mean_rows[p_blocks, rt](d_vc[0], d_partial, d_nf)
+            sum_rows(d_partial, d_m, chunk)
+            mean_rows(d_mc[0], d_partial, d_nf)
+            sum_rows(d_partial, d_v, chunk)
+            mean_rows(d_vc[0], d_partial, d_nf)
 
     theta_out = d_theta.copy_to_host()[0]
     losses = d_loss.copy_to_host().mean(axis=1)

@@ -248,3 +248,49 @@ def test_device_functions_are_kernel_math_compiled_for_cuda():
     cb._load()
     for name in ("activate", "activate_grad", "adam_update"):
         assert getattr(cb, "_" + name).py_func.__code__ is getattr(km, name).__code__
+
+
+PTX_CHECK = r"""
+import sys
+from numba import cuda
+import numba.cuda.dispatcher as dispatcher
+import minireptile.cuda_backend as cb
+
+class Sm90:  # device functions compile for the current device; there is none here: pretend sm_90
+    compute_capability = (9, 0)
+
+dispatcher.get_current_device = lambda: Sm90()
+cb.cuda = cuda
+device = cb.device_functions(cuda)
+cb._activate, cb._activate_grad, cb._adam_update = device["activate"], device["activate_grad"], device["adam_update"]
+cb._inner_body = cuda.jit(device=True)(cb._inner_body_py)
+for t in ("float32", "float64"):
+    a2 = f"{t}[:, ::1]"
+    sigs = [(cb._inner_kernel_f32 if t == "float32" else cb._inner_kernel_f64,
+             f"void({a2}, {a2}, {a2}, float64[::1], {a2}, {a2}, {a2}, {t}[:, :, ::1], {t}[:, :, ::1], "
+             f"int64[:, ::1], int64[:, :, ::1], int64[:, ::1], int64[::1], {t}[::1], {a2})"),
+            (cb._sum_rows, f"void({a2}, {a2}, int64)"), (cb._mean_rows, f"void({t}[::1], {a2}, {t}[::1])"),
+            (cb._outer_update, f"void({t}[::1], {a2}, {t}[::1], {t}[::1], int64)")]
+    for fn, sig in sigs:
+        try:
+            ptx, _ = cuda.compile_ptx(fn, sig, cc=(9, 0))
+        except Exception as exc:
+            if "nvvm" in str(exc).lower() or "nvrtc" in str(exc).lower() or "libnvvm" in repr(exc).lower():
+                print(exc)
+                sys.exit(77)  # no CUDA toolkit libraries: cannot compile here
+            raise
+        if t == "float32" and fn is cb._inner_kernel_f32:
+            # float32 math stays float32: the only f64 adds are thread 0's loss sum (8 lines of PTX)
+            assert ptx.count("add.f64") < 12, ptx.count("add.f64")
+print("ok")
+"""
+
+
+def test_kernels_compile_to_ptx_without_a_gpu():
+    """The simulator runs Python, so it cannot catch numba typing errors: compile the real kernels
+    for sm_90 when libNVVM and NVRTC are installed (pip install "cuda-toolkit[nvvm,nvrtc]==13.*")."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", PTX_CHECK], capture_output=True, text=True, env=env, timeout=300)
+    if proc.returncode == 77:
+        pytest.skip(f"libNVVM/NVRTC not installed: {proc.stdout.strip()[:200]}")
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
