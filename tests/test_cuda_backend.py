@@ -171,7 +171,7 @@ def test_gist_network_default_launch(dtype):
     spec = MLPSpec((1, 64, 64, 1))
     rng = np.random.default_rng(3)
     layout = cb.shared_layout(spec, 10, dtype)
-    assert layout.phi_in_shared == (dtype == np.float32) and layout.threads == 256
+    assert layout.phi_in_shared == (dtype == np.float32) and layout.threads == cb.MAX_THREADS == 128
     theta = init_params(spec, rng, dtype)
     X = rng.uniform(-5, 5, (1, 50, 1)).astype(dtype)
     Y = (2 * np.sin(X + 1)).astype(dtype)
