@@ -186,7 +186,7 @@ def machine() -> dict:
 
     info["numba"], info["numba_cuda"] = numba.__version__, numba_cuda.__version__
     gpu = cuda_backend.device_info()
-    info["gpu"], info["compute_capability"], info["simulator"] = gpu["name"], gpu["compute_capability"], gpu["simulator"]
+    info.update(gpu=gpu["name"], compute_capability=gpu["compute_capability"], simulator=gpu["simulator"])
     return info
 
 

@@ -559,6 +559,8 @@ def _check_task_arrays(spec: MLPSpec, X, Y, plan, lead: tuple, dtype):
     if X.shape[:nd] != lead:
         raise ValueError(f"X: expected leading axes {lead}, got {X.shape}")
     n_points = X.shape[nd]
+    if X.size == 0:
+        raise ValueError(f"X: expected at least one task and one point, got shape {X.shape}")
     plan = np.asarray(plan)
     if not np.issubdtype(plan.dtype, np.integer):
         raise TypeError(f"plan: expected integer indices, got {plan.dtype}")

@@ -200,6 +200,8 @@ def test_bad_arguments_raise_named_errors():
         cb.inner_loop(spec, theta, X, X, np.full((1, 1, 2), 4), InnerOptimizer())
     with pytest.raises(TypeError, match="theta: expected float32 or float64"):
         cb.inner_loop(spec, theta.astype(np.int64), X, X, np.zeros((1, 1, 2), int), InnerOptimizer())
+    with pytest.raises(ValueError, match="X: expected at least one task"):
+        cb.inner_loop(spec, theta, X[:0], X[:0], np.zeros((0, 1, 2), int), InnerOptimizer())
     with pytest.raises(ValueError, match="threads_per_block"):
         cb.inner_loop(spec, theta, X, X, np.zeros((1, 1, 2), int), InnerOptimizer(), threads_per_block=0)
 
