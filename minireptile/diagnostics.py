@@ -20,9 +20,10 @@ a task):
     E[g_FOMAML]  = AvgGrad − α·(k−1)·AvgGradInner        (k−1 steps, gradient on minibatch k)
     E[g_MAML]    = AvgGrad − 2α·(k−1)·AvgGradInner
 
-(:func:`expected_directions`). :func:`taylor_terms` estimates both terms on a meta-batch with
+(:func:`expected_directions`; for any combination Σ c_i g_i of inner gradients,
+:func:`combination_coefficients`). :func:`taylor_terms` estimates both terms on a meta-batch with
 Hessian-vector products (:mod:`minireptile.hvp`); :func:`diagnose` relates an actual update to
-them. Shapes as :mod:`minireptile.maml`; every plan needs k >= 2 minibatches. NumPy only.
+them (norms, cosines, and its least-squares coefficients on the two terms). Shapes as :mod:`minireptile.maml`; every plan needs k >= 2 minibatches. NumPy only.
 """
 
 from __future__ import annotations
@@ -122,12 +123,25 @@ def expected_directions(avg_grad: np.ndarray, avg_grad_inner: np.ndarray, lr: fl
     }
 
 
+def combination_coefficients(coeffs, lr: float) -> tuple[float, float]:
+    """Leading-order (a, b) with E[Σ_i c_i g_i] = a·AvgGrad + b·AvgGradInner + O(α²).
+
+    E[g_i] = AvgGrad − α·(i−1)·AvgGradInner, so a = Σ c_i and b = −α Σ c_i (i−1). All ones
+    gives Reptile's (k, −α k(k−1)/2); the last unit vector FOMAML's (1, −α(k−1)).
+    """
+    c = np.asarray(coeffs, dtype=np.float64)
+    return float(c.sum()), float(-lr * (c * np.arange(c.size)).sum())
+
+
 class Diagnosis(NamedTuple):
     """One outer iteration's numbers (all floats).
 
     avg_grad_norm, avg_grad_inner_norm : ‖AvgGrad‖, ‖AvgGradInner‖ estimated on the meta-batch
     update_norm : ‖d‖ of the meta-update direction d (θ moves along −d)
     cos_avg_grad, cos_avg_grad_inner : cosine of d with AvgGrad and with AvgGradInner
+    coef_avg_grad, coef_avg_grad_inner : least-squares (a, b) in d ≈ a·AvgGrad + b·AvgGradInner
+        (compare with :func:`combination_coefficients`)
+    residual : ‖d − a·AvgGrad − b·AvgGradInner‖ / ‖d‖
     """
 
     avg_grad_norm: float
@@ -135,6 +149,9 @@ class Diagnosis(NamedTuple):
     update_norm: float
     cos_avg_grad: float
     cos_avg_grad_inner: float
+    coef_avg_grad: float
+    coef_avg_grad_inner: float
+    residual: float
 
 
 def _cos(a, b) -> float:
@@ -145,6 +162,9 @@ def _cos(a, b) -> float:
 def diagnose(spec, theta, X, Y, plan, direction: np.ndarray) -> Diagnosis:
     """Relate a meta-update direction (P,) to AvgGrad and AvgGradInner estimated at θ."""
     t = taylor_terms(spec, theta, X, Y, plan)
-    return Diagnosis(float(np.linalg.norm(t.avg_grad)), float(np.linalg.norm(t.avg_grad_inner)),
-                     float(np.linalg.norm(direction)), _cos(direction, t.avg_grad),
-                     _cos(direction, t.avg_grad_inner))
+    basis = np.stack([t.avg_grad, t.avg_grad_inner], axis=1).astype(np.float64)     # (P, 2)
+    (a, b), *_ = np.linalg.lstsq(basis, direction.astype(np.float64), rcond=None)
+    norm = float(np.linalg.norm(direction))
+    residual = float(np.linalg.norm(direction - basis @ np.array([a, b]))) / norm if norm > 0 else 0.0
+    return Diagnosis(float(np.linalg.norm(t.avg_grad)), float(np.linalg.norm(t.avg_grad_inner)), norm,
+                     _cos(direction, t.avg_grad), _cos(direction, t.avg_grad_inner), float(a), float(b), residual)

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from minireptile import InnerOptimizer, MLPSpec, init_params, inner_loop, loss, loss_and_grad, reptile_update
 from minireptile import maml as maml_module
-from minireptile.diagnostics import diagnose, expected_directions, reptile_taylor, taylor_terms
+from minireptile.diagnostics import (combination_coefficients, diagnose, expected_directions, reptile_taylor,
+                                     taylor_terms)
 from minireptile.hvp import batched_loss_grad_hvp, hvp, loss_grad_hvp
 from minireptile.maml import (MAMLConfig, adam_outer_step, combination_direction, fomaml_gradient, gather,
                               inner_gradients, maml_gradient, meta_train_maml, parse_combination)
@@ -419,6 +420,16 @@ def test_expected_directions_match_the_papers_k2_formulas_and_diagnose_reports_n
     assert diag.update_norm == pytest.approx(np.linalg.norm(direction))
     assert diag.avg_grad_norm > 0 and diag.avg_grad_inner_norm > 0
     assert diag.cos_avg_grad > 0.9          # at small α the Reptile direction is mostly 2·AvgGrad
+    assert 0 <= diag.residual < 1
+    t = taylor_terms(spec, theta, X[0], Y[0], plan)
+    fitted = diag.coef_avg_grad * t.avg_grad + diag.coef_avg_grad_inner * t.avg_grad_inner
+    assert np.linalg.norm(direction - fitted) == pytest.approx(diag.residual * np.linalg.norm(direction), rel=1e-9)
+    # the combination rule agrees with the paper's Reptile / FOMAML / MAML predictions
+    for k in (2, 3, 4):
+        ag, agi = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+        pred = expected_directions(ag, agi, 0.1, k)
+        np.testing.assert_allclose(combination_coefficients(np.ones(k), 0.1), pred["reptile"])
+        np.testing.assert_allclose(combination_coefficients(np.eye(k)[-1], 0.1), pred["fomaml"])
     with pytest.raises(ValueError, match="k >= 2"):
         taylor_terms(spec, theta, X[0], Y[0], plan[:, :1])
 
