@@ -10,6 +10,7 @@ reports itself unavailable. The float32 full-length (30000 iterations) check is 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,20 @@ def peer(name: str):
     else:
         from peers import jax_peer as module
     return module.MODES[mode]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """PyTorch on one intra-op thread: same results, and no OpenMP spinning on shared CI cores."""
+    if importlib.util.find_spec("torch") is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def backend(name: str):
