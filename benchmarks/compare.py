@@ -254,7 +254,8 @@ def targets(summary: list[dict]) -> list[dict]:
     for text, wl, peer, need in TARGETS:
         numba, other = med.get((wl, "minireptile numba")), med.get((wl, peer))
         if numba is None or other is None:
-            out.append({"target": text, "ratio": None, "met": None})
+            absent = " and ".join(r for r, v in (("minireptile numba", numba), (peer, other)) if v is None)
+            out.append({"target": text, "ratio": None, "met": None, "missing": f"{absent} on {wl}"})
             continue
         ratio = other / numba
         out.append({"target": text, "ratio": ratio, "need": need, "met": bool(ratio >= need)})
@@ -435,13 +436,15 @@ def main(argv=None) -> int:
     log("\nissue targets (peer median / numba median):")
     for g in goal:
         if g["ratio"] is None:
-            log(f"  {g['target']}: not measured (a row is missing)")
+            log(f"  {g['target']}: not measured (no {g['missing']} row)")
         else:
             verdict = "met" if g["met"] else f"MISSED (by {g['need'] / g['ratio']:.2f}x)"
             log(f"  {g['target']}: {g['ratio']:.2f}x  {verdict}")
 
     log(f"\nfloat64 agreement after {AGREE_ITERS} gist iterations (max |Δθ| / max |θ| <= {AGREE_TOL:g}):")
     agree = agreement_float64(log, n_torch)
+    if not peer_modes():
+        log("  no framework peer installed")
     for a in agree:
         log(f"  {a['peer']:<18} vs minireptile {a['backend']:<6} {a['max_rel_diff']:.2e}  {'ok' if a['ok'] else 'FAIL'}")
 

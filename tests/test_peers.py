@@ -10,7 +10,6 @@ reports itself unavailable. The float32 full-length (30000 iterations) check is 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -47,11 +46,11 @@ def peer(name: str):
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """PyTorch on one intra-op thread: same results, and no OpenMP spinning on shared CI cores."""
-    if importlib.util.find_spec("torch") is None:
+    try:
+        import torch
+    except ImportError:
         yield
         return
-    import torch
-
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
