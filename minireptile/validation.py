@@ -133,8 +133,13 @@ def _shape(name: str, a: np.ndarray, dims) -> None:
                 break
         else:
             return
+    raise ValueError(f"{name}: expected shape {_describe(dims)}, got {a.shape}")
+
+
+def _describe(dims) -> str:
+    """``(("n_tasks", None), ("P", 7))`` -> ``"(n_tasks, P=7)"``; one axis -> ``"(P=7,)"``."""
     want = ", ".join(label if s is None else f"{label}={s}" for label, s in dims)
-    raise ValueError(f"{name}: expected shape ({want}), got {a.shape}")
+    return f"({want},)" if len(dims) == 1 else f"({want})"
 
 
 def _nonempty(name: str, a: np.ndarray, dims, skip=()) -> None:
@@ -206,7 +211,7 @@ def theta_arg(spec_: MLPSpec, theta, check_finite: bool, rows: int | None = None
         dims = (("n_tasks", rows), ("P", P))
     else:
         dims = (("P", P),)
-        if rows is not None and theta.ndim != 1:
+        if rows is not None and theta.shape != (P,):
             raise ValueError(f"{name}: expected shape (P={P},) or (n_tasks={rows}, P={P}), got {theta.shape}")
     return float_array(name, theta, dims, dtype, check_finite), dtype
 
@@ -364,7 +369,7 @@ def meta_train_args(spec_, theta, sample_block, block_iters, config, backend, st
     spec(spec_)
     if not isinstance(config, ReptileConfig):
         raise TypeError(f"config: expected a ReptileConfig, got {type(config).__name__}")
-    backend_arg(backend)
+    backend_arg(backend, "train_chunk")
     if not callable(sample_block):
         raise TypeError(f"sample_block: expected a callable sample_block(b) -> (X, Y, plans), got {type(sample_block).__name__}")
     if callback is not None and not callable(callback):
@@ -399,9 +404,9 @@ def block_arg(b: int, block_iters: int, block):
     return block
 
 
-def backend_arg(backend):
-    """A Backend (anything with callable ``inner_loop`` and ``train_chunk``)."""
-    if not (callable(getattr(backend, "inner_loop", None)) and callable(getattr(backend, "train_chunk", None))):
+def backend_arg(backend, needs: str):
+    """A Backend: anything with a callable attribute ``needs`` ("inner_loop" or "train_chunk")."""
+    if not callable(getattr(backend, needs, None)):
         hint = f"; use get_backend({backend!r})" if isinstance(backend, str) else ""
         raise TypeError(f"backend: expected a Backend from minireptile.get_backend, got {type(backend).__name__}{hint}")
     return backend
@@ -411,7 +416,7 @@ def evaluate_args(spec_, theta, X, Y, X_eval, Y_eval, opt, backend, steps, check
     """adapt_and_score's arguments. Returns (theta, X, Y, X_eval, Y_eval, steps)."""
     spec(spec_)
     optimizer(opt)
-    backend_arg(backend)
+    backend_arg(backend, "inner_loop")
     check_finite = _check_finite_flag(check_finite)
     theta, dtype = theta_arg(spec_, theta, check_finite)
     X, Y = tasks_args(spec_, dtype, X, Y, (("n_tasks", None),), check_finite)

@@ -209,8 +209,12 @@ def versions() -> dict:
 
 
 def run(args) -> int:
-    ck = load_checkpoint(args.resume) if args.resume is not None else None
-    cfg = resumed_config(args, ck) if ck is not None else build_config(args)
+    ck, cfg = None, None
+    try:
+        ck = load_checkpoint(args.resume) if args.resume is not None else None
+        cfg = resumed_config(args, ck) if ck is not None else build_config(args)
+    except CheckpointError as exc:
+        raise FlagError("--resume", str(exc)) from None
     rcfg = _reptile_config(cfg)
     spec = MLPSpec.from_dict(cfg["model"])
     preset = get_preset(cfg["preset"])
