@@ -22,6 +22,7 @@ rounded to θ's dtype, as the NumPy reference does.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -112,6 +113,11 @@ def _compiled(spec, opt, batched: bool, how: str):
     return jax.jit(chunk)
 
 
+def _x64(dtype):
+    """float64: JAX's x64 mode for the duration of the call; float32: the caller's setting, untouched."""
+    return jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
+
+
 def _bias_corrections(opt, steps: int, dtype):
     t = np.arange(1, steps + 1, dtype=np.float64)
     return (1 - opt.beta1**t).astype(dtype), (1 - opt.beta2**t).astype(dtype)  # (steps,) each
@@ -124,7 +130,7 @@ def train_step(spec, theta, X, Y, plans, eps, opt) -> np.ndarray:
     """
     check_inputs(spec, theta, X, Y, plans, eps, opt)
     _require()
-    with jax.enable_x64(theta.dtype == np.float64):
+    with _x64(theta.dtype):
         step = _compiled(spec, opt, plans.shape[1] > 1, "step")
         bc1, bc2 = _bias_corrections(opt, plans.shape[2], theta.dtype)
         plans32 = plans.astype(np.int32)
@@ -142,7 +148,7 @@ def train_scan(spec, theta, X, Y, plans, eps, opt) -> np.ndarray:
     """
     check_inputs(spec, theta, X, Y, plans, eps, opt)
     _require()
-    with jax.enable_x64(theta.dtype == np.float64):
+    with _x64(theta.dtype):
         chunk = _compiled(spec, opt, plans.shape[1] > 1, "scan")
         bc1, bc2 = _bias_corrections(opt, plans.shape[2], theta.dtype)
         th = chunk(theta, X, Y, plans.astype(np.int32), eps.astype(theta.dtype), bc1, bc2)
