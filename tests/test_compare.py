@@ -53,3 +53,24 @@ def test_compare_rejects_bad_flags_with_one_line(flags, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_outlier_notes_count_diverged_adaptations():
+    from minireptile.commands.compare import outlier_notes
+    from minireptile.evaluate import EvalResult
+    losses = np.ones((600, 3))
+    losses[:4, 2] = 1e6                                         # four tasks blow up after 5 steps
+    r = EvalResult((0, 1, 5), losses, losses.mean(axis=0), np.zeros(3))
+    notes = outlier_notes({"maml": {5: r}}, threshold=40.0)
+    assert notes == ["note: MAML, K=5, 5 steps: 4 of 600 tasks above MSE 40 (adaptation diverged); median 1.000"]
+    assert outlier_notes({"maml": {5: EvalResult((0, 1), np.ones((5, 2)), np.ones(2), np.zeros(2))}}, 40.0) == []
+
+
+def test_compare_saves_every_theta(tmp_path):
+    path = tmp_path / "thetas.npz"
+    assert main(["compare", "--iters", "2", "--meta-batch", "2", "--eval-tasks", "3", "--algorithms", "fomaml",
+                 "random", "--backend", "numpy", "--quiet", "--save", str(path)]) == 0
+    saved = np.load(path)
+    assert set(saved.files) == {"theta0", "fomaml", "random"}
+    np.testing.assert_array_equal(saved["random"], saved["theta0"])
+    assert not np.array_equal(saved["fomaml"], saved["theta0"])

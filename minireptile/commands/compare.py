@@ -33,6 +33,7 @@ from ..evaluate import adapt_and_score
 from ..maml import MAMLConfig, meta_train_maml
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
+from ..reference import forward
 from ..reptile import ReptileConfig, meta_train
 from ..task_families import FAMILIES, TaskFamily, family_block, family_eval_tasks, support_query_plan
 from ..tasks import INIT, TRAIN, block_iters_for, epoch_plan, get_preset, stream_rng
@@ -82,6 +83,7 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=positive_int, help="numba threads (default: numba's; 1 is fastest on a "
                    "loaded machine)")
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
+    p.add_argument("--save", type=Path, help="also save every trained θ (and θ0) to this .npz")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=run)
 
@@ -179,6 +181,22 @@ def results_table(results: dict, shots, eval_steps) -> str:
     return "\n".join(lines)
 
 
+def outlier_notes(results: dict, threshold: float) -> list[str]:
+    """One line per (algorithm, K, steps) where some task's adapted MSE exceeds ``threshold``.
+
+    A few diverging adaptations dominate a mean; these lines give their count and the median.
+    """
+    notes = []
+    for name, per_k in results.items():
+        for K, r in per_k.items():
+            for j, s in enumerate(r.steps):
+                bad = int((r.losses[:, j] > threshold).sum())
+                if s > 0 and bad:
+                    notes.append(f"note: {LABELS[name]}, K={K}, {s} steps: {bad} of {len(r.losses)} tasks above MSE "
+                                 f"{threshold:.3g} (adaptation diverged); median {np.median(r.losses[:, j]):.3f}")
+    return notes
+
+
 def run(args) -> int:
     iters = args.iters if args.iters is not None else (QUICK["iters"] if args.quick else 70000)
     preset = get_preset("maml-paper")
@@ -205,13 +223,25 @@ def run(args) -> int:
           f"mean ± 95% CI over {args.eval_tasks} held-out tasks ({family.name}, {iters} iterations, "
           f"{total:.0f}s):\n")
     print(results_table(results, args.shots, args.eval_steps))
+    # "diverged": 10x the mean step-0 MSE of θ0 on the same tasks (the scale of the targets)
+    Xs, Ys, Xq, Yq = family_eval_tasks(family, args.seed, args.eval_tasks, max(args.shots), args.eval_query)
+    scale = float(np.mean([np.mean((forward(spec, theta0, Xq[i]) - Yq[i]) ** 2) for i in range(len(Xq))]))
+    for line in outlier_notes(results, 10 * scale):
+        print(line)
+    if args.save is not None:
+        from ..checkpoint import atomic_write
+
+        atomic_write(args.save, lambda f: np.savez(f, theta0=theta0, **{k: v for k, v in thetas.items()}))
+        print(f"thetas: {args.save}", file=sys.stderr)
     if args.json is not None:
         from ..checkpoint import atomic_write
 
         summary = {
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
             "iters": iters, "backend": backend.name, "train_seconds": seconds, "total_seconds": total,
-            "results": {name: {str(K): {"steps": list(r.steps), "mean": r.mean.tolist(), "ci95": r.ci95.tolist()}
+            "results": {name: {str(K): {"steps": list(r.steps), "mean": r.mean.tolist(), "ci95": r.ci95.tolist(),
+                                        "median": np.median(r.losses, axis=0).tolist(),
+                                        "max": r.losses.max(axis=0).tolist()}
                                for K, r in per_k.items()} for name, per_k in results.items()},
         }
         atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2).encode()))
