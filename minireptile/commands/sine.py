@@ -34,7 +34,7 @@ from ..optim import InnerOptimizer
 from ..reptile import ReptileConfig, meta_train
 from ..tasks import EVAL, INIT, PLOT, PRESETS, block_iters_for, get_preset, sine_block, sine_eval_tasks, stream_rng
 
-DEFAULT_BACKEND = "numpy"
+DEFAULT_BACKEND = "numba"
 DEFAULT_OUT = Path("runs/sine")
 DEFAULT_CHECKPOINT_EVERY = 1000
 
@@ -80,6 +80,9 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=BACKENDS,
                    help=f"inner-loop implementation (default: {DEFAULT_BACKEND}; with --resume: the checkpoint's; "
                    "another backend continues the run to rounding, not bit for bit)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="threads of the numba backend's parallel loops over tasks (default: numba's, all cores); "
+                   "results do not depend on it")
     p.add_argument("--eval-tasks", type=int_at_least(2), help="held-out tasks, >= 2 (default 100)")
     p.add_argument("--out", type=Path,
                    help="output folder (default runs/sine; with --resume: the checkpoint's folder)")
@@ -199,6 +202,15 @@ def results_table(steps, meta, random) -> str:
     return "\n".join(lines)
 
 
+def set_threads(flag: str, n: int) -> None:
+    """numba.set_num_threads(n), or a FlagError naming ``flag`` if n exceeds numba's thread pool."""
+    import numba
+
+    if n > numba.config.NUMBA_NUM_THREADS:
+        raise FlagError(flag, f"expected at most {numba.config.NUMBA_NUM_THREADS} threads (NUMBA_NUM_THREADS), got {n}")
+    numba.set_num_threads(n)
+
+
 def versions() -> dict:
     import numba
     import scipy
@@ -221,6 +233,8 @@ def run(args) -> int:
     dtype = np.dtype(cfg["dtype"])
     seed = cfg["seed"]
     backend = get_backend(cfg["backend"])
+    if getattr(args, "threads", None) is not None:
+        set_threads("--threads", args.threads)
     out = Path(args.out) if args.out is not None else (Path(args.resume).parent if ck is not None else DEFAULT_OUT)
     ckpt_path = out / "checkpoint.npz"
 
