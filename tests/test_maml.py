@@ -173,7 +173,6 @@ def test_maml_gradient_matches_torch_autograd(problem, k, n_tasks):
 @given(mlp_problems(max_hidden_layers=2, max_width=8), st.integers(1, 3))
 def test_maml_gradient_matches_jax_autograd(problem, k):
     jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
     jnp = jax.numpy
     spec, theta, X, Y, plan, query = tasks_for(problem, 1, k, 3, 4)
 
@@ -200,7 +199,13 @@ def test_maml_gradient_matches_jax_autograd(problem, k):
             total = total + task_loss(phi, X[i, query[i]], Y[i, query[i]])
         return total / len(X)
 
-    theirs = np.asarray(jax.jit(jax.grad(objective))(jnp.asarray(theta)))
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)           # float64 for this test only
+    try:
+        theirs = np.asarray(jax.jit(jax.grad(objective))(jnp.asarray(theta)))
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+    assert theirs.dtype == np.float64
     ours = maml_gradient(spec, theta, X, Y, plan, query, 0.1).grad.mean(axis=0)
     assert max_rel_error(ours, theirs) <= 1e-10
 
