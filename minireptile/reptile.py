@@ -49,6 +49,7 @@ def epsilon_schedule(iteration, n_iters: int, eps0: float, eps_final: float = 0.
     -------
     float or ndarray of float64
     """
+    n_iters = check.count("n_iters", n_iters)
     return eps0 + (eps_final - eps0) * (np.asarray(iteration, dtype=np.float64) / n_iters)
 
 

@@ -94,7 +94,8 @@ def _as_ndarray(name: str, a) -> np.ndarray:
     try:
         return np.asarray(a)
     except (TypeError, ValueError) as exc:  # ragged nested lists and the like
-        raise TypeError(f"{name}: expected an array, got {type(a).__name__} that NumPy cannot convert ({exc})") from None
+        raise TypeError(f"{name}: expected an array, got {type(a).__name__} that NumPy cannot convert "
+                        f"({exc})") from None
 
 
 def float_dtype_for(dtype: np.dtype) -> np.dtype | None:
@@ -371,7 +372,8 @@ def meta_train_args(spec_, theta, sample_block, block_iters, config, backend, st
         raise TypeError(f"config: expected a ReptileConfig, got {type(config).__name__}")
     backend_arg(backend, "train_chunk")
     if not callable(sample_block):
-        raise TypeError(f"sample_block: expected a callable sample_block(b) -> (X, Y, plans), got {type(sample_block).__name__}")
+        raise TypeError("sample_block: expected a callable sample_block(b) -> (X, Y, plans), "
+                        f"got {type(sample_block).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     check_finite = _check_finite_flag(check_finite)

@@ -3,6 +3,8 @@
 Every message names the argument, what was expected and what was given (docs/errors.md).
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -22,7 +24,10 @@ def problem(spec=SPEC, dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
     theta = init_params(spec, rng, dtype)
     X = rng.normal(size=(N, PTS, spec.d_in)).astype(dtype)
-    Y = rng.integers(0, spec.d_out, (N, PTS)) if spec.loss == "ce" else rng.normal(size=(N, PTS, spec.d_out)).astype(dtype)
+    if spec.loss == "ce":
+        Y = rng.integers(0, spec.d_out, (N, PTS))
+    else:
+        Y = rng.normal(size=(N, PTS, spec.d_out)).astype(dtype)
     plan = rng.integers(0, PTS, (N, STEPS, BATCH))
     return dict(spec=spec, theta=theta, X=X, Y=Y, plan=plan, opt=InnerOptimizer("sgd", 0.1))
 
@@ -46,7 +51,8 @@ BAD_INNER_LOOP_ARGS = [
     (dict(theta=np.zeros(P, np.complex128)), TypeError, r"theta: expected float32 or float64 .*got dtype complex128"),
     (dict(theta=np.zeros(P, object)), TypeError, r"theta: expected float32 or float64 .*got dtype object"),
     (dict(theta=np.zeros(P, np.int64)), TypeError, r"theta: .*got dtype int64 \(converting it would lose"),
-    (dict(theta=np.zeros(P + 1)), ValueError, rf"theta: expected shape \(P={P},\) or \(n_tasks=3, P={P}\), got \({P + 1},\)"),
+    (dict(theta=np.zeros(P + 1)), ValueError,
+     rf"theta: expected shape \(P={P},\) or \(n_tasks=3, P={P}\), got \({P + 1},\)"),
     (dict(theta=np.zeros((4, P))), ValueError, rf"theta: expected shape \(n_tasks=3, P={P}\), got \(4, {P}\)"),
     (dict(theta=np.full(P, np.inf)), ValueError, r"theta: expected finite values, got inf at index \(0,\)"),
     (dict(theta=np.zeros(P, np.float32)), TypeError,
@@ -56,11 +62,13 @@ BAD_INNER_LOOP_ARGS = [
     (dict(X=np.array([[1.0], [1.0, 2.0]], dtype=object)), TypeError, r"X: .*got dtype object \(not a numeric dtype\)"),
     (dict(X=np.zeros((N, PTS, 5))), ValueError, r"X: expected shape \(n_tasks, n_points, d_in=2\), got \(3, 6, 5\)"),
     (dict(X=np.zeros((N, PTS))), ValueError, r"X: expected shape \(n_tasks, n_points, d_in=2\), got \(3, 6\)"),
-    (dict(X=np.zeros((N, 0, 2)), Y=np.zeros((N, 0, 3))), ValueError, r"X: expected n_points >= 1, got shape \(3, 0, 2\)"),
+    (dict(X=np.zeros((N, 0, 2)), Y=np.zeros((N, 0, 3))), ValueError,
+     r"X: expected n_points >= 1, got shape \(3, 0, 2\)"),
     (dict(X=np.zeros((0, PTS, 2)), Y=np.zeros((0, PTS, 3))), ValueError, r"X: expected n_tasks >= 1"),
     (dict(X=np.where(np.arange(N * PTS * 2).reshape(N, PTS, 2) == 7, np.nan, 0.0)), ValueError,
      r"X: expected finite values, got nan at index \(0, 3, 1\) \(fix the data, or pass check_finite=False"),
-    (dict(Y=np.zeros((N, PTS, 2))), ValueError, r"Y: expected shape \(n_tasks=3, n_points=6, d_out=3\), got \(3, 6, 2\)"),
+    (dict(Y=np.zeros((N, PTS, 2))), ValueError,
+     r"Y: expected shape \(n_tasks=3, n_points=6, d_out=3\), got \(3, 6, 2\)"),
     (dict(Y=np.zeros((N, PTS + 1, 3))), ValueError, r"Y: expected shape \(n_tasks=3, n_points=6, d_out=3\)"),
     (dict(Y=np.full((N, PTS, 3), -np.inf)), ValueError, r"Y: expected finite values, got -inf"),
     (dict(plan=np.full((N, STEPS, BATCH), PTS)), ValueError,
@@ -68,9 +76,11 @@ BAD_INNER_LOOP_ARGS = [
     (dict(plan=np.where(np.arange(N * STEPS * BATCH).reshape(N, STEPS, BATCH) == 13, -1, 0)), ValueError,
      r"plan: expected point indices \(n_points=6\) in \[0, 6\), got -1 at index \(1, 1, 1\)"),
     (dict(plan=np.full((N, STEPS, BATCH), 2**40, np.uint64)), ValueError, r"plan: .*got 1099511627776"),
-    (dict(plan=np.zeros((N, STEPS, BATCH), np.float64)), TypeError, r"plan: expected an integer array of point indices"),
+    (dict(plan=np.zeros((N, STEPS, BATCH), np.float64)), TypeError,
+     r"plan: expected an integer array of point indices"),
     (dict(plan=np.zeros((N, STEPS, BATCH), bool)), TypeError, r"plan: expected an integer array .*got dtype bool"),
-    (dict(plan=np.zeros((N + 1, STEPS, BATCH), np.int64)), ValueError, r"plan: expected shape \(n_tasks=3, steps, batch\)"),
+    (dict(plan=np.zeros((N + 1, STEPS, BATCH), np.int64)), ValueError,
+     r"plan: expected shape \(n_tasks=3, steps, batch\)"),
     (dict(plan=np.zeros((N, 0, BATCH), np.int64)), ValueError, r"plan: expected steps >= 1, got shape \(3, 0, 4\)"),
     (dict(plan=np.zeros((N, STEPS, 0), np.int64)), ValueError, r"plan: expected batch >= 1"),
     (dict(opt=InnerOptimizer("adam"), state=AdamState(np.zeros(P), -np.ones(P), 0)), ValueError,
@@ -163,7 +173,8 @@ BAD_CHUNK_ARGS = [
     (dict(theta=np.zeros((N, P))), ValueError, rf"theta: expected shape \(P={P},\), got \(3, {P}\)"),
     (dict(plans=np.zeros((3, N, STEPS, BATCH), np.int64)), ValueError,
      r"plans: expected shape \(iters=2, n_tasks=3, steps, batch\), got \(3, 3, 2, 4\)"),
-    (dict(plans=np.full((2, N, STEPS, BATCH), 99)), ValueError, r"plans: expected point indices \(n_points=6\) in \[0, 6\), got 99"),
+    (dict(plans=np.full((2, N, STEPS, BATCH), 99)), ValueError,
+     r"plans: expected point indices \(n_points=6\) in \[0, 6\), got 99"),
     (dict(X=np.zeros((2, N, PTS, 2, 1))), ValueError, r"X: expected shape \(iters, n_tasks, n_points, d_in=2\)"),
     (dict(state=AdamState(np.zeros(P), np.zeros(P), 0)), ValueError,
      r"state: a chunk carries Adam state only with InnerOptimizer\('adam', state_policy='carry'\)"),
@@ -279,13 +290,15 @@ def test_meta_train_arguments():
         meta_train(SPEC, theta, sample, 4, cfg, "numpy")
     with pytest.raises(TypeError, match=r"config: expected a ReptileConfig, got dict"):
         meta_train(SPEC, theta, sample, 4, cfg.to_dict(), numpy)
-    with pytest.raises(ValueError, match=r"start, stop: expected 0 <= start <= stop <= config.iters=4, got start=3, stop=2"):
+    with pytest.raises(ValueError, match=r"start, stop: expected 0 <= start <= stop <= config.iters=4, "
+                                         r"got start=3, stop=2"):
         meta_train(SPEC, theta, sample, 4, cfg, numpy, start=3, stop=2)
     with pytest.raises(ValueError, match=r"start, stop: .*got start=0, stop=5"):
         meta_train(SPEC, theta, sample, 4, cfg, numpy, stop=5)
     with pytest.raises(ValueError, match=r"block_iters: expected an integer >= 1, got 0"):
         meta_train(SPEC, theta, sample, 0, cfg, numpy)
-    with pytest.raises(ValueError, match=r"sample_block\(0\): expected X with block_iters=8 rows, got shape \(4, 3, 6, 2\)"):
+    with pytest.raises(ValueError, match=r"sample_block\(0\): expected X with block_iters=8 rows, "
+                                         r"got shape \(4, 3, 6, 2\)"):
         meta_train(SPEC, theta, sample, 8, cfg, numpy)
     with pytest.raises(TypeError, match=r"sample_block: expected a callable"):
         meta_train(SPEC, theta, None, 4, cfg, numpy)
@@ -313,3 +326,30 @@ def test_evaluate_arguments():
         adapt_and_score(SPEC, p["theta"], X, Y, X, Y, p["opt"], numpy, steps=(-1, 2))
     res = adapt_and_score(SPEC, p["theta"], X, Y, X, Y, p["opt"], numpy, steps=(0, 1))
     assert res.losses.shape == (N, 2) and np.isfinite(res.losses).all()
+
+
+def test_epsilon_schedule_needs_a_positive_length():
+    from minireptile import epsilon_schedule
+
+    with pytest.raises(ValueError, match=r"n_iters: expected an integer >= 1, got 0"):
+        epsilon_schedule(0, 0, 0.1)
+
+
+@pytest.mark.parametrize("flag,value,pattern", [
+    ("--seed", "-1", r"expected an integer >= 0, got '-1'"),
+    ("--eval-tasks", "1", r"expected an integer >= 2, got '1'"),
+    ("--checkpoint-every", "-5", r"expected an integer >= 0, got '-5'"),
+    ("--stop-after", "0", r"expected an integer >= 1, got '0'"),
+    ("--inner-lr", "inf", r"expected a finite number > 0, got 'inf'"),
+    ("--outer-lr-final", "nan", r"expected a finite number >= 0, got 'nan'"),
+    ("--dtype", "float16", r"invalid choice: 'float16'"),
+])
+def test_cli_flag_values_exit_2_with_one_line_naming_the_flag(flag, value, pattern, capsys):
+    from minireptile.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["sine", flag, value])
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"minireptile sine: error: argument {flag}: ")
+    assert re.search(pattern, lines[0]), lines[0]
