@@ -62,8 +62,11 @@ class Interruptible:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after the current chunk and writing a checkpoint "
-              "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        try:
+            print(f"\n{signal.Signals(signum).name}: stopping after the current chunk and writing a checkpoint "
+                  "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        except RuntimeError:  # stderr was in the middle of a write (a reentrant call): the flag is what counts
+            pass
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
