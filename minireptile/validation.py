@@ -81,10 +81,13 @@ def step_size(name: str, value, allow_zero: bool = False) -> float:
         value = value[()]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise ValueError(f"{name}: expected a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+    expected = f"{name}: expected a finite number {'>=' if allow_zero else '>'} 0"
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float64
+        raise ValueError(f"{expected}, got an integer of {int(value).bit_length()} bits") from None
+    if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+        raise ValueError(f"{expected}, got {value!r}")
     return value
 
 

@@ -8,6 +8,7 @@ lossless variant (must succeed and equal the clean call) or invalid (must raise,
 
 import contextlib
 import io
+import math
 import os
 import tempfile
 
@@ -190,7 +191,19 @@ def test_fuzz_forward_and_loss_and_grad(case, target, how):
         np.testing.assert_array_equal(out, fn(detail_["theta"], detail_["X"], detail_["Y"]))
 
 
+def is_step_size(eps) -> bool:
+    """A real number (not bool, complex or a 1-element array), finite and >= 0."""
+    if isinstance(eps, (bool, np.bool_, str, bytes, complex, type(None))) or np.ndim(eps) != 0:
+        return False
+    try:
+        value = float(eps)
+    except (OverflowError, TypeError):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
 EPS_VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5), st.booleans(),
+                       st.just(10**400), st.just(np.int64(3)), st.just(np.float16(0.5)), st.just(1 + 0j),
                        st.text(max_size=3), st.none(), st.just(np.float32(0.5)), st.just(np.array(0.25)),
                        st.just(np.array([0.1])))
 
@@ -207,11 +220,11 @@ def test_fuzz_reptile_update(n, P, eps, dtype, phi_kind):
             out = reptile_update(theta, phi, eps)
     except (TypeError, ValueError) as exc:
         assert_names(exc, ("eps", "phi"))
-        valid_eps = (not isinstance(eps, (bool, str, type(None))) and np.ndim(eps) == 0 and np.isfinite(eps)
-                     and eps >= 0)
+        valid_eps = is_step_size(eps)
         valid_phi = phi_kind == "ok" or (phi_kind == "float64 phi" and dtype == np.float64)
         assert not (valid_eps and valid_phi), exc
         return
+    assert is_step_size(eps) and (phi_kind == "ok" or (phi_kind == "float64 phi" and dtype == np.float64))
     assert out.dtype == dtype and out.shape == (P,) and not np.isnan(out).any()
     with np.errstate(over="ignore"):
         expected = theta.astype(np.longdouble) + np.longdouble(dtype(eps)) * (phi.mean(axis=0) - theta)
