@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from minireptile import InnerOptimizer, MLPSpec, forward, init_params, inner_loop, loss, loss_and_grad, unflatten
@@ -14,6 +14,12 @@ from helpers import central_differences, max_rel_error, mlp_problems
 @given(mlp_problems())
 def test_gradient_matches_central_differences_float64(problem):
     spec, theta, X, Y, _ = problem
+    if spec.activation == "relu":  # relu has a kink at 0: finite differences across it are meaningless
+        a = X
+        for W, b in unflatten(spec, theta)[:-1]:
+            z = a @ W.T + b
+            assume(np.abs(z).min() > 1e-3)
+            a = np.maximum(z, 0)
     value, grad = loss_and_grad(spec, theta, X, Y)
     fd = central_differences(lambda t: loss(spec, t, X, Y), theta)
     assert value == pytest.approx(loss(spec, theta, X, Y), rel=1e-14)
