@@ -118,6 +118,7 @@ def tanh_f64(x):
     for _ in range(5):                                     # tanh(2y) = 2pq / (p² + q²)
         p, q = 2.0 * p * q, p * p + q * q
     r = p / q
+    r = 1.0 if r > 1.0 else (-1.0 if r < -1.0 else r)      # rounding can land one ulp beyond ±1
     return x if abs(x) < _T64_TINY else r
 
 

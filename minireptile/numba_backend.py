@@ -42,6 +42,9 @@ threads is numba's (``numba.set_num_threads``; ``minireptile sine --threads N``)
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import hashlib
 import os
 import time
 import warnings
@@ -76,10 +79,45 @@ def select_threading_layer() -> str:
     return numba.config.THREADING_LAYER
 
 
-def _kernels():
-    from . import _numba_kernels
+_KERNELS = None
+# Source files whose code numba inlines into the cached kernels of _numba_kernels.py. Numba keys a
+# cached function on its own file's time stamp only, so after an edit of one of these the stale
+# machine code would be loaded; _refresh_cache() drops the kernels' cache index instead.
+_INLINED_SOURCES = ("kernel_math.py", "_numba_simd.py")
 
-    return _numba_kernels
+
+def _refresh_cache(kernels) -> None:
+    """Forget the cached kernels if a file they inline changed since they were cached."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in _INLINED_SOURCES:
+        with open(os.path.join(here, name), "rb") as f:
+            digest.update(f.read())
+    cache_dir = kernels.run_chunk._cache.cache_path
+    stamp = os.path.join(cache_dir, "_numba_kernels.inlined-sources.sha256")
+    try:
+        with open(stamp) as f:
+            if f.read() == digest.hexdigest():
+                return
+    except OSError:
+        pass
+    for index in glob.glob(os.path.join(glob.escape(cache_dir), "_numba_kernels.*.nbi")):
+        with contextlib.suppress(OSError):
+            os.remove(index)
+    with contextlib.suppress(OSError):
+        with open(stamp, "w") as f:
+            f.write(digest.hexdigest())
+
+
+def _kernels():
+    """The kernel module, imported (and its on-disk cache checked) on first use."""
+    global _KERNELS
+    if _KERNELS is None:
+        from . import _numba_kernels
+
+        _refresh_cache(_numba_kernels)
+        _KERNELS = _numba_kernels
+    return _KERNELS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,4 +295,5 @@ def backend():
     from .backends import Backend
 
     select_threading_layer()
+    _kernels()
     return Backend("numba", inner_loop, train_chunk, warmup)

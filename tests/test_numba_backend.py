@@ -1,0 +1,312 @@
+"""The numba backend computes the NumPy reference's function: inner loops, whole chunks, tanh, products.
+
+Numba compiles one kernel signature per dtype, so every hypothesis test here draws shapes for ONE
+dtype (no new signature per example). Tolerances (max |Δ| / max |reference|): float64 ≤ 1e-10
+after up to 32 inner steps, float32 ≤ 1e-4. 1 and 2 threads must agree bit for bit. Concurrent
+calls from two Python threads are covered by tests/test_concurrency.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from minireptile import AdamState, InnerOptimizer, MLPSpec, get_backend, get_preset, init_params, reference
+from minireptile import numba_backend
+from minireptile._numba_kernels import tanh_array
+from minireptile._numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, gemm, gemm_reference
+from minireptile.reptile import train_chunk_generic
+from minireptile.tasks import sine_block
+
+from helpers import max_rel_error, mlp_problems
+
+NUMBA = numba_backend.backend()
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+# ---------------------------------------------------------------------------------------------
+# problems: a hypothesis-drawn MLP with a meta-batch of tasks
+# ---------------------------------------------------------------------------------------------
+def tasks_for(problem, n_tasks, steps, batch, dtype, leading=()):
+    """θ, X, Y, plan for ``n_tasks`` tasks of the problem's shapes (optionally with a leading iters axis)."""
+    spec, theta, _, _, rng = problem
+    n_points = batch + int(rng.integers(0, 4))
+    X = rng.normal(size=leading + (n_tasks, n_points, spec.d_in)).astype(dtype)
+    if spec.loss == "ce":
+        Y = rng.integers(0, spec.d_out, size=leading + (n_tasks, n_points))
+    else:
+        Y = rng.normal(size=leading + (n_tasks, n_points, spec.d_out)).astype(dtype)
+    plan = rng.integers(0, n_points, size=leading + (n_tasks, steps, batch))
+    return theta.astype(dtype), X, Y, plan
+
+
+def optimizers():
+    """SGD or Adam (β1 0 or 0.9) with either state policy, at step sizes that keep 32 steps finite."""
+    sgd = st.builds(lambda lr: InnerOptimizer("sgd", lr), st.floats(1e-3, 0.1))
+    adam = st.builds(lambda lr, b1, policy: InnerOptimizer("adam", lr, b1, 0.999, 1e-8, policy),
+                     st.floats(1e-4, 1e-2), st.sampled_from([0.0, 0.9]), st.sampled_from(["reset", "carry"]))
+    return st.one_of(sgd, adam)
+
+
+def random_state(rng, P, rows, dtype):
+    m = rng.normal(0, 0.1, size=(rows, P) if rows else P).astype(dtype)
+    v = rng.uniform(0, 0.01, size=m.shape).astype(dtype)
+    return AdamState(m, v, int(rng.integers(0, 5)))
+
+
+def assert_inner_loops_agree(problem, n_tasks, steps, batch, opt, per_task_theta, with_state, dtype):
+    spec = problem[0]
+    theta, X, Y, plan = tasks_for(problem, n_tasks, steps, batch, dtype)
+    rng = problem[4]
+    if per_task_theta:
+        theta = (theta + rng.normal(0, 0.1, size=(n_tasks, theta.size))).astype(dtype)
+    state = random_state(rng, spec.n_params, n_tasks if per_task_theta else 0, dtype) if with_state else None
+    got = NUMBA.inner_loop(spec, theta, X, Y, plan, opt, state)
+    want = reference.inner_loop(spec, theta, X, Y, plan, opt, state)
+    tol = TOL[dtype]
+    assert got.phi.shape == want.phi.shape and got.phi.dtype == want.phi.dtype
+    assert max_rel_error(got.phi, want.phi) <= tol
+    assert got.loss.shape == (n_tasks,) and got.loss.dtype == np.float64
+    assert max_rel_error(got.loss, want.loss) <= tol
+    if opt.name == "sgd":
+        assert got.state is None
+    else:
+        assert got.state.t == want.state.t
+        assert max_rel_error(got.state.m, want.state.m) <= tol
+        assert max_rel_error(got.state.v, want.state.v) <= tol
+
+
+# ---------------------------------------------------------------------------------------------
+# inner loop against the reference
+# ---------------------------------------------------------------------------------------------
+@given(mlp_problems(), st.integers(1, 4), st.integers(1, 32), st.integers(1, 8), optimizers(), st.booleans(),
+       st.booleans())
+def test_inner_loop_float64_equals_reference_after_up_to_32_steps(problem, n_tasks, steps, batch, opt,
+                                                                   per_task_theta, with_state):
+    assert_inner_loops_agree(problem, n_tasks, steps, batch, opt, per_task_theta, with_state, np.float64)
+
+
+@given(mlp_problems(), st.integers(1, 4), st.integers(1, 8), st.integers(1, 8), optimizers(), st.booleans(),
+       st.booleans())
+def test_inner_loop_float32_equals_reference(problem, n_tasks, steps, batch, opt, per_task_theta, with_state):
+    assert_inner_loops_agree(problem, n_tasks, steps, batch, opt, per_task_theta, with_state, np.float32)
+
+
+def test_inner_loop_on_the_gist_network_in_both_dtypes():
+    """The shapes the benchmarks time: every register tile and the dot-product head are exercised."""
+    spec = MLPSpec((1, 64, 64, 1))
+    for dtype in (np.float32, np.float64):
+        X, Y, plans = sine_block(0, 0, 1, 3, get_preset("gist"), 5, 10, dtype)
+        theta = init_params(spec, np.random.default_rng(1), dtype)
+        for opt in (InnerOptimizer("sgd", 0.02), InnerOptimizer("adam", 1e-3)):
+            got = NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt)
+            want = reference.inner_loop(spec, theta, X[0], Y[0], plans[0], opt)
+            assert max_rel_error(got.phi, want.phi) <= TOL[dtype] / 100
+            assert max_rel_error(got.loss, want.loss) <= TOL[dtype] / 100
+
+
+# ---------------------------------------------------------------------------------------------
+# whole chunks against train_chunk_generic(reference.inner_loop, ...)
+# ---------------------------------------------------------------------------------------------
+def assert_chunks_agree(problem, iters, n_tasks, steps, batch, opt, with_state, dtype):
+    spec, rng = problem[0], problem[4]
+    theta, X, Y, plans = tasks_for(problem, n_tasks, steps, batch, dtype, leading=(iters,))
+    eps = rng.uniform(0.0, 1.0, size=iters)
+    state = random_state(rng, spec.n_params, 0, dtype) if with_state and opt.name == "adam" else None
+    theta_got, losses_got, state_got = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt, state)
+    theta_want, losses_want, state_want = train_chunk_generic(reference.inner_loop, spec, theta, X, Y, plans, eps,
+                                                              opt, state)
+    tol = TOL[dtype]
+    assert theta_got.shape == theta.shape and theta_got.dtype == theta.dtype
+    assert max_rel_error(theta_got, theta_want) <= tol
+    assert losses_got.shape == (iters,)
+    assert max_rel_error(losses_got, losses_want) <= tol
+    assert (state_got is None) == (state_want is None)
+    if state_want is not None:
+        assert state_got.t == state_want.t
+        assert state_got.m.shape == state_want.m.shape == theta.shape
+        assert max_rel_error(state_got.m, state_want.m) <= tol
+        assert max_rel_error(state_got.v, state_want.v) <= tol
+
+
+@given(mlp_problems(), st.integers(1, 4), st.integers(1, 3), st.integers(1, 8), st.integers(1, 6), optimizers(),
+       st.booleans())
+def test_train_chunk_float64_equals_the_generic_chunk_of_the_reference(problem, iters, n_tasks, steps, batch, opt,
+                                                                       with_state):
+    assert_chunks_agree(problem, iters, n_tasks, steps, batch, opt, with_state, np.float64)
+
+
+@settings(max_examples=10)
+@given(mlp_problems(), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 6), optimizers(),
+       st.booleans())
+def test_train_chunk_float32_equals_the_generic_chunk_of_the_reference(problem, iters, n_tasks, steps, batch, opt,
+                                                                       with_state):
+    assert_chunks_agree(problem, iters, n_tasks, steps, batch, opt, with_state, np.float32)
+
+
+def test_an_empty_chunk_returns_theta_and_state_unchanged():
+    spec = MLPSpec((1, 4, 1))
+    theta = init_params(spec, np.random.default_rng(0))
+    state = AdamState(np.ones(spec.n_params), np.ones(spec.n_params), 3)
+    out, losses, st_out = NUMBA.train_chunk(spec, theta, np.zeros((0, 1, 2, 1)), np.zeros((0, 1, 2, 1)),
+                                            np.zeros((0, 1, 1, 2), np.int64), np.zeros(0),
+                                            InnerOptimizer("adam", 1e-3, state_policy="carry"), state)
+    np.testing.assert_array_equal(out, theta)
+    assert losses.shape == (0,) and st_out is state
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism: 1 and 2 threads
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def restore_threads():
+    n = numba.get_num_threads()
+    yield
+    numba.set_num_threads(n)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has one thread (NUMBA_NUM_THREADS=1)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", [InnerOptimizer("sgd", 0.02), InnerOptimizer("adam", 1e-3, state_policy="carry")],
+                         ids=["sgd", "adam-carry"])
+def test_one_and_two_threads_give_bitwise_equal_results(restore_threads, dtype, opt):
+    spec = MLPSpec((1, 64, 64, 1))
+    X, Y, plans = sine_block(3, 0, 4, 7, get_preset("gist"), 5, 10, dtype)    # 7 tasks: uneven split
+    theta = init_params(spec, np.random.default_rng(2), dtype)
+    eps = np.linspace(0.5, 0.1, 4)
+    runs = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        chunk = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
+        inner = NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt)
+        runs.append((chunk, inner))
+    (c1, i1), (c2, i2) = runs
+    np.testing.assert_array_equal(c1[0], c2[0])
+    np.testing.assert_array_equal(c1[1], c2[1])
+    np.testing.assert_array_equal(i1.phi, i2.phi)
+    np.testing.assert_array_equal(i1.loss, i2.loss)
+    if opt.name == "adam":
+        np.testing.assert_array_equal(c1[2].m, c2[2].m)
+        np.testing.assert_array_equal(i1.state.v, i2.state.v)
+
+
+# ---------------------------------------------------------------------------------------------
+# the vectorisable tanh
+# ---------------------------------------------------------------------------------------------
+SPECIAL = [0.0, -0.0, 1e-30, -1e-30, 1e-8, 3e-4, 5e-4, 0.625, 7.9, 8.0, 19.0, 20.0, 25.0, 1e10, 3e38,
+           -3e38, np.inf, -np.inf]
+
+
+def fast_tanh(x):
+    out = np.empty_like(x)
+    tanh_array(out, x)
+    return out
+
+
+def test_tanh_float32_on_a_dense_grid_and_special_values():
+    x = np.concatenate([np.linspace(-12, 12, 2_000_001), SPECIAL, np.geomspace(1e-38, 12, 100_000)]).astype(np.float32)
+    x = np.concatenate([x, -x])
+    got, want = fast_tanh(x), np.tanh(x)
+    assert got.dtype == np.float32
+    assert np.max(np.abs(got.astype(np.float64) - want)) <= 1e-6
+    np.testing.assert_array_equal(np.signbit(got[x == 0]), np.signbit(x[x == 0]))   # ±0 keeps its sign
+    assert np.all(np.abs(got) <= 1)
+
+
+def test_tanh_float64_on_a_dense_grid_and_special_values():
+    x = np.concatenate([np.linspace(-25, 25, 2_000_001), SPECIAL, [1e300, 5e-324, 2.2e-308],
+                        np.geomspace(1e-300, 25, 200_000)])
+    x = np.concatenate([x, -x])
+    got, want = fast_tanh(x), np.tanh(x)
+    assert got.dtype == np.float64
+    nonzero = want != 0
+    assert np.max(np.abs(got[nonzero] - want[nonzero]) / np.abs(want[nonzero])) <= 1e-13
+    np.testing.assert_array_equal(got[~nonzero], want[~nonzero])
+    np.testing.assert_array_equal(np.signbit(got[x == 0]), np.signbit(x[x == 0]))
+    assert np.all(np.abs(got) <= 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_propagates_nan(dtype):
+    x = np.array([np.nan, -np.nan, 1.0, np.nan], dtype)
+    got = fast_tanh(x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(x))
+
+
+@given(hnp.arrays(np.float32, st.integers(1, 64), elements=st.floats(width=32, allow_nan=True)))
+def test_tanh_float32_on_drawn_values(x):
+    got, want = fast_tanh(x), np.tanh(x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert np.all(np.abs(got[ok].astype(np.float64) - want[ok]) <= 1e-6)
+
+
+@given(hnp.arrays(np.float64, st.integers(1, 64), elements=st.floats(allow_nan=True)))
+def test_tanh_float64_on_drawn_values(x):
+    got, want = fast_tanh(x), np.tanh(x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert np.all(np.abs(got[ok] - want[ok]) <= 1e-13 * np.abs(want[ok]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the register-tiled product
+# ---------------------------------------------------------------------------------------------
+@given(st.integers(0, 15), st.integers(0, 70), st.integers(0, 12), st.integers(0, 3), st.integers(0, 4),
+       st.sampled_from([MODE_STORE, MODE_ACCUMULATE, MODE_SGD]), st.booleans(), st.integers(0, 2**32 - 1))
+def test_gemm_float64_equals_its_numpy_twin_and_its_transpose(R, n, K, pad_c, pad_v, mode, transposed_u, seed):
+    """All tile sizes (6/4/2/1 rows x 4/1 vectors, scalar columns) on buffers without spare room."""
+    rng = np.random.default_rng(seed)
+    ldc, ldv = n + pad_c, n + pad_v
+    u = rng.normal(size=R * K + 1)
+    us_r, us_k = (1, R) if transposed_u else (K, 1)
+    v = rng.normal(size=max(K * ldv - pad_v, 0) + 2)
+    c = rng.normal(size=max(R * ldc - pad_c, 0) + 3)
+    want = c.copy()
+    gemm(c, 3, ldc, R, n, u, 1, us_r, us_k, v, 2, ldv, K, 0.3, mode)
+    gemm_reference(want, 3, ldc, R, n, u, 1, us_r, us_k, v, 2, ldv, K, 0.3, mode)
+    assert max_rel_error(c, want) <= 1e-13
+    # (U V)ᵀ computed as Vᵀ Uᵀ is bitwise the same: what keeps W and Wᵀ exact transposes under SGD
+    if R and n and mode == MODE_STORE and transposed_u:
+        ct = np.zeros(n * R)
+        gemm(ct, 0, R, n, R, v, 2, 1, ldv, u, 1, R, K, 0.0, MODE_STORE)
+        np.testing.assert_array_equal(ct.reshape(n, R).T, c[3:3 + R * ldc - pad_c].reshape(R, -1)[:, :n]
+                                      if pad_c == 0 else np.stack([c[3 + r * ldc:3 + r * ldc + n] for r in range(R)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the backend object, warmup, threading layer
+# ---------------------------------------------------------------------------------------------
+def test_get_backend_numba_returns_the_backend_and_warmup_reports_seconds():
+    be = get_backend("numba")
+    assert be.name == "numba"
+    seconds = be.warmup(MLPSpec((1, 8, 1)), np.float64, InnerOptimizer("adam", 1e-3))
+    assert isinstance(seconds, float) and seconds >= 0
+
+
+def test_the_sine_command_defaults_to_numba_and_checks_the_thread_count():
+    from minireptile.cli import FlagError
+    from minireptile.commands import sine
+
+    assert sine.DEFAULT_BACKEND == "numba"
+    with pytest.raises(FlagError, match="--threads: expected at most"):
+        sine.set_threads("--threads", numba.config.NUMBA_NUM_THREADS + 1)
+
+
+def test_importing_minireptile_selects_no_threading_layer_until_the_backend_is_used():
+    script = ("import numba, minireptile\n"
+              "print(numba.config.THREADING_LAYER)\n"
+              "from minireptile import get_backend\n"
+              "get_backend('numba')\n"
+              "print(numba.config.THREADING_LAYER)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["default", numba_backend.THREADING_LAYER]
