@@ -191,14 +191,15 @@ def _loss_and_dout(dout, out, Yf, Yi, idx, loss_code):
 @njit(**_JIT)
 def _adapt_task(phi, m, v, wt, act, dlt, grad,
                 X, Yf, Yi, plan,
-                offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t0):
+                offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t0, wt_ready):
     """Run one task's inner loop in place on its rows; return its mean pre-update loss (float64).
 
     phi, m, v (P,) start values in, adapted values out (m, v unused for SGD); wt, grad (P,),
     act, dlt (A,) scratch. X (n_points, d_in), Yf (n_points, d_out) or dummy, Yi (n_points,) or
     dummy, plan (steps, B). offs (L, 4) = w_off, b_off, fan_in, fan_out; aoffs (L + 1,);
     wlive, tlive (L,) whether a layer keeps W / Wᵀ current during the loop;
-    hyper (4,) float64 = (lr, beta1, beta2, eps); t0 Adam steps taken before.
+    hyper (4,) float64 = (lr, beta1, beta2, eps); t0 Adam steps taken before; wt_ready: wt already
+    holds Wᵀ of phi's start values (else it is transposed here).
     """
     dt = phi.dtype.type
     lr, beta1, beta2, adam_eps = dt(hyper[0]), dt(hyper[1]), dt(hyper[2]), dt(hyper[3])
@@ -208,10 +209,8 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
     d_in = offs[0, 2]
     d_out = offs[L - 1, 3]
     adam = opt_code == km.OPT_ADAM
-    for l in range(L):
-        if tlive[l]:
-            w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-            _transpose(view2d(wt, w_off, fi, fo), view2d(phi, w_off, fo, fi))
+    if not wt_ready:
+        _transpose_layers(wt, phi, offs, tlive)
     total = 0.0
     for s in range(steps):
         idx = plan[s]
@@ -264,10 +263,7 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
             bc2 = dt(1.0 - hyper[2] ** t)
             for p in range(phi.shape[0]):
                 phi[p], m[p], v[p] = _adam_update(phi[p], grad[p], m[p], v[p], lr, beta1, beta2, adam_eps, bc1, bc2)
-            for l in range(L):
-                if tlive[l]:
-                    w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-                    _transpose(view2d(wt, w_off, fi, fo), view2d(phi, w_off, fo, fi))
+            _transpose_layers(wt, phi, offs, tlive)
     if not adam:
         for l in range(L):
             if tlive[l] and not wlive[l]:
@@ -277,14 +273,18 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
 
 
 @njit(**_JIT)
-def _run_task(i, it, theta, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
+def _run_task(i, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
               X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t0):
-    """Task i of iteration it: start rows from θ (and the carried Adam state), adapt, store loss."""
+    """Task i of iteration it: start rows from θ (and θᵀ, the carried Adam state), adapt, store loss."""
     i = np.int64(i)  # a prange index may come in unsigned
     P = phi.shape[1]
-    r = 0 if theta.shape[0] == 1 else i
+    shared = theta.shape[0] == 1
+    r = 0 if shared else i
     for p in range(P):
         phi[i, p] = theta[r, p]
+    if shared:
+        for p in range(P):
+            wt[i, p] = tht[p]
     if opt_code == km.OPT_ADAM:
         if has_state:
             rs = 0 if m0.shape[0] == 1 else i
@@ -297,11 +297,20 @@ def _run_task(i, it, theta, m0, v0, has_state, phi, m, v, task_loss, wt, act, dl
                 v[i, p] = 0
     task_loss[i] = _adapt_task(phi[i], m[i], v[i], wt[i], act[i], dlt[i], grad[i],
                                X[it, i], Yf[it, i], Yi[it, i], plans[it, i], offs, aoffs, wlive, tlive,
-                               act_code, loss_code, opt_code, hyper, t0)
+                               act_code, loss_code, opt_code, hyper, t0, shared)
+
+
+@njit(**_JIT)
+def _transpose_layers(wt, w, offs, tlive):
+    """wt = W transposed, layer by layer, for the layers that keep Wᵀ.  wt, w (P,)."""
+    for l in range(offs.shape[0]):
+        if tlive[l]:
+            w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+            _transpose(view2d(wt, w_off, fi, fo), view2d(w, w_off, fo, fi))
 
 
 @njit(parallel=True, **_JIT)
-def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red,
+def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht,
               wt, act, dlt, grad,
               X, Yf, Yi, plans, eps,
               offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper,
@@ -313,7 +322,9 @@ def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red,
     the carried (task-mean) state after the chunk when ``carry``.
     Outputs: phi, m, v (n, P) adapted parameters and moments of the last iteration; task_loss (n,)
     their mean pre-update losses; iter_loss (iters,) mean over tasks per iteration.
-    Scratch: red (P,); wt, grad (n, P); act, dlt (n, A).
+    Scratch: red, tht (P,); wt, grad (n, P); act, dlt (n, A). With a shared θ (R = 1), tht carries
+    θ with each kept Wᵀ in place of W, updated by the same arithmetic as θ (the tasks' wt rows are
+    exact transposes of their φ rows), so no task transposes its weights at its start.
     Inputs: X (iters, n, n_points, d_in); Yf (iters, n, n_points, d_out) for mse else a dummy
     (iters, n, 1, 1); Yi (iters, n, n_points) for ce else a dummy (iters, n, 1); plans
     (iters, n, steps, B); eps (iters,) float64.
@@ -324,13 +335,17 @@ def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red,
     P = phi.shape[1]
     dt = phi.dtype.type
     t = t0
+    if theta.shape[0] == 1:  # (plain loops: an array expression here would be a parallel region)
+        for p in range(P):
+            tht[p] = theta[0, p]
+        _transpose_layers(tht, theta[0], offs, tlive)
     for it in range(iters):
         if n == 1:
-            _run_task(0, it, theta, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
+            _run_task(0, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
                       X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)
-        else:
+        else:  # the caller sets numba's chunk size to 1 task (see numba_backend._call)
             for i in prange(n):
-                _run_task(i, it, theta, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
+                _run_task(i, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
                           X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)
         # reductions over tasks, serial and in task order
         total = 0.0
@@ -339,21 +354,39 @@ def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red,
         iter_loss[it] = total / n
         if update:  # θ ← θ + ε·(mean_i φ_i − θ), as reptile.reptile_update
             e = dt(eps[it])
-            _mean_rows(red, phi)
-            for p in range(P):
-                theta[0, p] = theta[0, p] + e * (red[p] - theta[0, p])
+            _reptile_update(theta[0], phi, e, red)
+            _reptile_update(tht, wt, e, red)  # θᵀ alike (junk outside the kept Wᵀ is never read)
         if opt_code == km.OPT_ADAM:
             if carry:  # as reptile.carry_state: the task-mean moments, t advanced by the steps
-                _mean_rows(red, m)
-                m0[0, :] = red
-                _mean_rows(red, v)
-                v0[0, :] = red
+                _mean_rows(m0[0], m)
+                _mean_rows(v0[0], v)
                 t += steps
                 has_state = True
             else:
                 has_state = False
                 t = 0
     return t
+
+
+@njit(**_JIT)
+def _reptile_update(theta, rows, e, red):
+    """theta ← theta + e·(mean_i rows[i] − theta), the mean as NumPy's: rows summed in order, / n.
+
+    theta (P,), rows (n, P), e in theta's dtype, red (P,) scratch (unused for n = 1).
+    """
+    n, P = rows.shape
+    nf = rows.dtype.type(n)
+    if n == 1:
+        for p in range(P):
+            theta[p] = theta[p] + e * (rows[0, p] / nf - theta[p])
+        return
+    for p in range(P):
+        red[p] = rows[0, p]
+    for i in range(1, n):
+        for p in range(P):
+            red[p] += rows[i, p]
+    for p in range(P):
+        theta[p] = theta[p] + e * (red[p] / nf - theta[p])
 
 
 @njit(**_JIT)

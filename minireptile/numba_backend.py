@@ -49,6 +49,7 @@ import os
 import time
 import warnings
 
+import numba
 import numpy as np
 
 from . import kernel_math as km
@@ -159,20 +160,22 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     P = spec.n_params
     offs, aoffs, wlive, tlive = _layout(spec, batch)
     A = int(batch * sum(spec.sizes))
-    adam = opt.name == "adam"
-    Pm = P if adam else 0
-    phi = np.empty((n, P), dtype)
-    m = np.empty((n, Pm), dtype)
-    v = np.empty((n, Pm), dtype)
-    task_loss = np.zeros(n, np.float64)
-    iter_loss = np.zeros(iters, np.float64)
+    Pm = P if opt.name == "adam" else 0
+    phi, m, v = np.empty((n, P), dtype), np.empty((n, Pm), dtype), np.empty((n, Pm), dtype)
+    task_loss, iter_loss = np.zeros(n, np.float64), np.zeros(iters, np.float64)
+    scratch = (np.empty(P, dtype), np.empty(P, dtype), np.empty((n, P), dtype), np.empty((n, A), dtype), np.empty((n, A), dtype),
+               np.empty((n, P), dtype))
     act_code, loss_code, opt_code, hyper = _codes(spec, opt)
-    t = _kernels().run_chunk(
-        theta2, m0, v0, phi, m, v, task_loss, iter_loss,
-        np.empty(P, dtype), np.empty((n, P), dtype), np.empty((n, A), dtype), np.empty((n, A), dtype),
-        np.empty((n, P), dtype),
-        X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper,
-        int(t0), bool(has_state), bool(carry), bool(update))
+    # Tasks are handed to threads one at a time (numba's default cuts the range into one block per
+    # thread): on a shared machine a descheduled thread then holds up an iteration by one task, not
+    # by half the meta-batch. Results do not depend on it (each task writes only its own rows).
+    chunksize = numba.set_parallel_chunksize(1)
+    try:
+        t = _kernels().run_chunk(theta2, m0, v0, phi, m, v, task_loss, iter_loss, *scratch,
+                                 X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code,
+                                 hyper, int(t0), bool(has_state), bool(carry), bool(update))
+    finally:
+        numba.set_parallel_chunksize(chunksize)
     return phi, m, v, task_loss, iter_loss, t
 
 

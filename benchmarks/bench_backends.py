@@ -1,0 +1,345 @@
+"""Time minireptile's CPU backends on the gist protocol against the machine's measured peak.
+
+    python benchmarks/bench_backends.py [--quick] [--json PATH] [--repeats N] [--no-compile]
+
+What it measures
+----------------
+Workload: the gist network (1-64-64-1 tanh, MSE), 5 inner SGD steps of minibatch 10 at lr 0.02,
+the ε schedule of a 30000-iteration run; serial Reptile (meta-batch 1) and batched Reptile with
+meta-batch 32 and 256; float32 and float64; the ``numpy`` and ``numba`` backends'
+``train_chunk`` (one call = a chunk of outer iterations); 1 and 2 threads (numba's thread count;
+numpy's BLAS gets the same). Every row gets the same θ0, tasks, plans and ε.
+
+Timing: one untimed first call per row, then ``--repeats`` rounds that visit every row in turn
+(interleaved, so a noisy neighbour hits all rows alike); each repeat is one call, wall clock.
+Reported: median, min and max µs per outer iteration, µs per task, GFLOP/s of the median and its
+fraction of the PEAK: numpy's float32 / float64 matmul of 2048×2048 at the same thread count,
+measured in the same run (best of a few). FLOPs per outer iteration = 2 × multiply-adds of the
+forward and backward pass (weights only: forward W·a, backward dW and the input gradient except
+for the first layer) × minibatch × steps × meta-batch; the count here is checked against
+``MLPSpec.flops_per_example``. Compile time is excluded from the rows and reported apart: the
+numba backend's ``warmup`` in a fresh process with an empty cache (cold) and again with that
+cache (cached), per dtype (skipped by ``--quick`` and ``--no-compile``).
+
+Output: a table on stdout, the issue's acceptance checks, and with ``--json`` everything as JSON
+(machine, versions, peaks, rows, checks). ``--quick`` is a smoke run (fewer iterations and
+repeats, no meta-batch 256 for numpy, no compile timing); its numbers are rough.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import glob
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from minireptile import InnerOptimizer, MLPSpec, epsilon_schedule, get_backend, get_preset, init_params, sine_block
+
+GIST = get_preset("gist")
+SPEC = MLPSpec((1, *GIST.hidden, 1), GIST.activation, "mse")
+OPT = InnerOptimizer("sgd", GIST.inner_lr)
+STEPS, BATCH = GIST.inner_steps, GIST.inner_batch
+META_BATCHES = (1, 32, 256)
+THREADS = (1, 2)
+DTYPES = (np.float32, np.float64)
+PEAK_N = 2048
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs and peak
+# ---------------------------------------------------------------------------------------------
+def flops_per_outer_iteration(spec: MLPSpec, meta_batch: int) -> int:
+    """2 × multiply-adds of forward + backward per example × minibatch × steps × tasks."""
+    macs = 0
+    for layer, (fan_in, fan_out) in enumerate(zip(spec.sizes[:-1], spec.sizes[1:])):
+        macs += fan_in * fan_out                      # forward: z = W a
+        macs += fan_in * fan_out                      # backward: dW = dz aᵀ
+        macs += fan_in * fan_out if layer > 0 else 0  # backward: da = Wᵀ dz (not needed for the input)
+    assert 2 * macs == spec.flops_per_example(), (2 * macs, spec.flops_per_example())
+    return 2 * macs * BATCH * STEPS * meta_batch
+
+
+class BlasThreads:
+    """Set the number of BLAS threads numpy uses, in-process where possible.
+
+    Tries threadpoolctl, then the ``*openblas_set_num_threads*`` symbol of numpy's bundled OpenBLAS.
+    ``available`` is False if neither works (the peak is then measured in a subprocess with
+    OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS set).
+    """
+
+    def __init__(self):
+        self._set = None
+        try:
+            import threadpoolctl
+
+            self._set = lambda n: threadpoolctl.threadpool_limits(n, user_api="blas")
+            return
+        except ImportError:
+            pass
+        libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+        for path in glob.glob(os.path.join(libdir, "*openblas*")):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                         "openblas_set_num_threads64_", "openblas_set_num_threads"):
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    fn.argtypes = [ctypes.c_int]
+                    self._set = lambda n, fn=fn: fn(n)
+                    return
+
+    @property
+    def available(self) -> bool:
+        return self._set is not None
+
+    def __call__(self, n: int) -> None:
+        if self._set is not None:
+            self._set(n)
+
+
+def matmul_peak(dtype, threads: int, blas: BlasThreads, repeats: int = 5) -> float:
+    """GFLOP/s of numpy's n×n matmul (best of ``repeats``) with ``threads`` BLAS threads."""
+    if not blas.available:
+        code = (f"import numpy as np, time\n"
+                f"a = np.random.default_rng(0).random(({PEAK_N}, {PEAK_N})).astype('{np.dtype(dtype).name}'); a @ a\n"
+                f"best = float('inf')\n"
+                f"for _ in range({repeats}):\n"
+                f"    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n"
+                f"print(2 * {PEAK_N}**3 / best / 1e9)\n")
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                   MKL_NUM_THREADS=str(threads))
+        return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                    check=True).stdout)
+    blas(threads)
+    a = np.random.default_rng(0).random((PEAK_N, PEAK_N)).astype(dtype)
+    b = np.random.default_rng(1).random((PEAK_N, PEAK_N)).astype(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * PEAK_N**3 / best / 1e9
+
+
+# ---------------------------------------------------------------------------------------------
+# rows
+# ---------------------------------------------------------------------------------------------
+def iters_per_call(backend: str, meta_batch: int, quick: bool) -> int:
+    """Outer iterations per timed call: about 0.05-0.3 s of work on the reference machine."""
+    if backend == "numba":
+        n = {1: 2048, 32: 64, 256: 8}[meta_batch]
+    else:
+        n = {1: 64, 32: 2, 256: 1}[meta_batch]
+    return max(1, n // 4) if quick else n
+
+
+class Row:
+    def __init__(self, backend: str, dtype, meta_batch: int, threads: int, iters: int):
+        self.backend, self.dtype, self.meta_batch, self.threads, self.iters = backend, np.dtype(dtype), meta_batch, threads, iters
+        X, Y, plans = sine_block(0, 0, iters, meta_batch, GIST, STEPS, BATCH, self.dtype)
+        self.args = (SPEC, init_params(SPEC, np.random.default_rng(0), self.dtype), X, Y, plans,
+                     epsilon_schedule(np.arange(iters), GIST.iters, GIST.eps0, GIST.eps_final), OPT)
+        self.train = get_backend(backend).train_chunk
+        self.first_call_s = None
+        self.seconds: list[float] = []
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend} {self.dtype.name} mb{self.meta_batch} t{self.threads}"
+
+    def call(self) -> float:
+        t = time.perf_counter()
+        self.train(*self.args)
+        return time.perf_counter() - t
+
+
+def set_threads(n: int, blas: BlasThreads) -> None:
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    blas(n)
+
+
+def measure(rows: list[Row], repeats: int, blas: BlasThreads, log) -> None:
+    for row in rows:
+        set_threads(row.threads, blas)
+        row.first_call_s = row.call()
+    for r in range(repeats):
+        for row in rows:
+            set_threads(row.threads, blas)
+            row.seconds.append(row.call())
+        log(f"round {r + 1}/{repeats} done")
+
+
+def compile_seconds(dtype) -> dict:
+    """numba warmup in fresh processes: with an empty cache (cold), then with that cache (cached)."""
+    code = ("import time, numpy as np; t = time.perf_counter()\n"
+            "from minireptile import InnerOptimizer, MLPSpec, get_backend\n"
+            "be = get_backend('numba'); t1 = time.perf_counter()\n"
+            f"w = be.warmup(MLPSpec((1, 64, 64, 1)), np.{np.dtype(dtype).name}, InnerOptimizer('sgd', 0.02))\n"
+            "print(w, t1 - t)\n")
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold", "cached"):
+            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            warm, imports = (float(x) for x in res.stdout.split())
+            out[label] = {"warmup_s": warm, "import_s": imports}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------
+def summarize(rows: list[Row], peaks: dict) -> list[dict]:
+    out = []
+    for row in rows:
+        us = [s / row.iters * 1e6 for s in row.seconds]
+        med = statistics.median(us)
+        flops = flops_per_outer_iteration(SPEC, row.meta_batch)
+        gflops = flops / med / 1e3
+        peak = peaks[(row.dtype.name, row.threads)]
+        out.append({"backend": row.backend, "dtype": row.dtype.name, "meta_batch": row.meta_batch,
+                    "threads": row.threads, "iters_per_call": row.iters, "repeats": len(us),
+                    "us_per_iter_median": med, "us_per_iter_min": min(us), "us_per_iter_max": max(us),
+                    "us_per_task_median": med / row.meta_batch, "flops_per_iter": flops,
+                    "gflops": gflops, "peak_gflops": peak, "fraction_of_peak": gflops / peak,
+                    "first_call_s": row.first_call_s})
+    return out
+
+
+def find(summary, **key):
+    for r in summary:
+        if all(r[k] == v for k, v in key.items()):
+            return r
+    return None
+
+
+def checks(summary: list[dict]) -> list[dict]:
+    """The issue's acceptance targets, evaluated on this run's medians."""
+    out = []
+
+    def add(target, value, ok):
+        out.append({"target": target, "value": value, "met": bool(ok)})
+
+    s32 = find(summary, backend="numba", dtype="float32", meta_batch=1, threads=1)
+    n32 = find(summary, backend="numpy", dtype="float32", meta_batch=1, threads=1)
+    s64 = find(summary, backend="numba", dtype="float64", meta_batch=1, threads=1)
+    b256 = find(summary, backend="numba", dtype="float32", meta_batch=256, threads=2)
+    if s32:
+        add("serial float32, 1 thread: >= 55% of the float32 matmul peak", f"{100 * s32['fraction_of_peak']:.1f}%",
+            s32["fraction_of_peak"] >= 0.55)
+        add("serial float32, 1 thread: about <= 22 us per outer iteration", f"{s32['us_per_iter_median']:.1f} us",
+            s32["us_per_iter_median"] <= 22)
+        if n32:
+            ratio = n32["us_per_iter_median"] / s32["us_per_iter_median"]
+            add("serial float32, 1 thread: >= 10x faster than numpy", f"{ratio:.1f}x", ratio >= 10)
+    if s64:
+        add("serial float64, 1 thread: >= 45% of the float64 matmul peak", f"{100 * s64['fraction_of_peak']:.1f}%",
+            s64["fraction_of_peak"] >= 0.45)
+    if b256:
+        add("meta-batch 256 float32, 2 threads: >= 50% of the 2-thread float32 peak",
+            f"{100 * b256['fraction_of_peak']:.1f}% ({b256['us_per_task_median']:.2f} us/task)",
+            b256["fraction_of_peak"] >= 0.50)
+    return out
+
+
+def table(summary: list[dict]) -> str:
+    head = ("| backend | dtype | meta-batch | threads | µs/iter median | min | max | µs/task | GFLOP/s | % of peak |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines = [head]
+    for r in summary:
+        lines.append(f"| {r['backend']} | {r['dtype']} | {r['meta_batch']} | {r['threads']} | "
+                     f"{r['us_per_iter_median']:.1f} | {r['us_per_iter_min']:.1f} | {r['us_per_iter_max']:.1f} | "
+                     f"{r['us_per_task_median']:.2f} | {r['gflops']:.1f} | {100 * r['fraction_of_peak']:.1f} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    import numba
+    import scipy
+
+    info = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+            "scipy": scipy.__version__, "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "numba_threads": numba.config.NUMBA_NUM_THREADS}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in lscpu.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("Model name", "CPU(s)", "Thread(s) per core", "L2 cache", "L3 cache"):
+                info[key.strip()] = value.strip()
+        info["avx512f"] = " avx512f " in lscpu + " "
+    with contextlib.suppress(OSError):
+        info["loadavg_start"] = os.getloadavg()
+    return info
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: fewer iterations and repeats, no compile timing")
+    p.add_argument("--json", help="write the results here as JSON")
+    p.add_argument("--repeats", type=int, help="interleaved timed repeats per row (default 7; --quick 2)")
+    p.add_argument("--no-compile", action="store_true", help="skip the cold/cached compile timing")
+    args = p.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 7)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    info = machine()
+    blas = BlasThreads()
+    get_backend("numba")  # selects the threading layer before anything runs in parallel
+
+    rows = []
+    for dtype in DTYPES:
+        for mb in META_BATCHES:
+            for threads in THREADS:
+                for backend in ("numpy", "numba"):
+                    if args.quick and backend == "numpy" and mb == 256:
+                        continue
+                    rows.append(Row(backend, dtype, mb, threads, iters_per_call(backend, mb, args.quick)))
+    peaks_before = {(np.dtype(d).name, t): matmul_peak(d, t, blas) for d in DTYPES for t in THREADS}
+    log("peaks (GFLOP/s): " + ", ".join(f"{k[0]} t{k[1]} {v:.1f}" for k, v in peaks_before.items()))
+    measure(rows, repeats, blas, log)
+    peaks_after = {(np.dtype(d).name, t): matmul_peak(d, t, blas) for d in DTYPES for t in THREADS}
+    peaks = {k: max(peaks_before[k], peaks_after[k]) for k in peaks_before}   # the machine's best, both ends
+    info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    summary = summarize(rows, peaks)
+    compile_s = {} if (args.quick or args.no_compile) else {np.dtype(d).name: compile_seconds(d) for d in DTYPES}
+    result = {"machine": info, "workload": {"spec": SPEC.to_dict(), "inner_steps": STEPS, "inner_batch": BATCH,
+                                            "optimizer": OPT.to_dict(), "quick": args.quick, "repeats": repeats},
+              "peaks_gflops": {f"{k[0]} t{k[1]}": v for k, v in peaks.items()},
+              "peaks_gflops_before_after": {f"{k[0]} t{k[1]}": [peaks_before[k], peaks_after[k]] for k in peaks},
+              "blas_threads_in_process": blas.available, "rows": summary, "compile_seconds": compile_s,
+              "checks": checks(summary)}
+
+    print(f"gist protocol ({SPEC.sizes} {SPEC.activation}, {STEPS} SGD steps of {BATCH}); "
+          f"FLOPs per outer iteration per task {flops_per_outer_iteration(SPEC, 1):,}; "
+          f"{repeats} interleaved repeats, wall clock")
+    print("peak = numpy matmul 2048x2048, best of before/after the rows (GFLOP/s): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in result["peaks_gflops"].items()))
+    print(table(summary))
+    for dt, c in compile_s.items():
+        print(f"numba compile ({dt}): cold {c['cold']['warmup_s']:.1f} s, cached {c['cached']['warmup_s']:.2f} s "
+              f"(+ import {c['cached']['import_s']:.2f} s)")
+    for c in result["checks"]:
+        print(f"[{'met' if c['met'] else 'MISSED'}] {c['target']}: {c['value']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"json: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
