@@ -27,7 +27,7 @@ How it is fast (gist net 1-64-64-1, minibatch 10, on a 2-core AVX-512 EPYC; docs
   forward ``z = a·Wᵀ`` reads Wᵀ (in, out), the input gradient ``da = dz·W`` reads W (out, in), so a
   layer that needs both keeps both, and SGD updates both from the same fused-multiply-add chains
   (``W`` and ``Wᵀ`` stay exact transposes); Adam updates W and copies it into Wᵀ. A layer with a
-  narrow output (fan_out < 8, the regression head) uses a dot-product forward on W instead.
+  narrow output (fan_out < 8, the regression head) uses vectorised dot products on W instead.
 * tanh is :func:`minireptile.kernel_math.tanh_f32` / ``tanh_f64``, which vectorise (no SVML here:
   ``math.tanh`` is a scalar libm call). ``error_model="numpy"`` drops the zero-division checks.
 * Elementwise loops index 2-D views (``view2d``) or 1-D slices, never ``array[offset + i]``: a
@@ -42,7 +42,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from . import kernel_math as km
-from ._numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, gemm, view2d
+from ._numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, view2d
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
 
@@ -78,30 +78,14 @@ def tanh_array(out, x):
 # layers on flat per-task rows: outputs first, then inputs, then sizes; shapes in comments
 # ---------------------------------------------------------------------------------------------
 @njit(**_JIT)
-def _forward_dot(z, a, w, bias):
+def _forward_dot(z, act, ao, phi, w_off, b_off, B, fi, fo):
     """z = a·Wᵀ + bias with one dot product per output, for narrow layers (the regression head).
 
-    z (B, fo), a (B, fi), w (fo, fi), bias (fo,). Four partial sums over k, added in a fixed order.
+    z (B, fo); a = act[ao:] (B, fi); W = phi[w_off:] (fo, fi); bias = phi[b_off:] (fo,).
     """
-    B, fo = z.shape
-    fi = a.shape[1]
     for b in range(B):
         for j in range(fo):
-            c0 = bias[j] * 0
-            c1 = c0
-            c2 = c0
-            c3 = c0
-            k = 0
-            while k + 4 <= fi:
-                c0 += w[j, k] * a[b, k]
-                c1 += w[j, k + 1] * a[b, k + 1]
-                c2 += w[j, k + 2] * a[b, k + 2]
-                c3 += w[j, k + 3] * a[b, k + 3]
-                k += 4
-            while k < fi:
-                c0 += w[j, k] * a[b, k]
-                k += 1
-            z[b, j] = ((c0 + c1) + (c2 + c3)) + bias[j]
+            z[b, j] = dot(act, ao + b * fi, phi, w_off + j * fi, fi) + phi[b_off + j]
 
 
 @njit(**_JIT)
@@ -230,8 +214,7 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
                         z2[b, j] = phi[b_off + j]
                 gemm(act, zo, fo, B, fo, act, ao, fi, 1, wt, w_off, fo, fi, zero, MODE_ACCUMULATE)
             else:
-                _forward_dot(view2d(act, zo, B, fo), view2d(act, ao, B, fi), view2d(phi, w_off, fo, fi),
-                             phi[b_off:b_off + fo])
+                _forward_dot(view2d(act, zo, B, fo), act, ao, phi, w_off, b_off, B, fi, fo)
             if l < L - 1:
                 _activate(z, act_code)
         zo = aoffs[L]

@@ -176,6 +176,75 @@ def _tile(typingctx, c, c_off, ldc, u, u_off, us_r, us_k, v, v_off, ldv, K, alph
     return sig, codegen
 
 
+def _hsum(builder, vec):
+    """Horizontal sum by halving: ((lane 0..W/2) + (lane W/2..W)) recursively, a fixed tree."""
+    i32 = ir.IntType(32)
+    while vec.type.count > 1:
+        half = vec.type.count // 2
+        lo = builder.shuffle_vector(vec, ir.Constant(vec.type, ir.Undefined), ir.Constant(ir.VectorType(i32, half), list(range(half))))
+        hi = builder.shuffle_vector(vec, ir.Constant(vec.type, ir.Undefined),
+                                    ir.Constant(ir.VectorType(i32, half), list(range(half, 2 * half))))
+        vec = builder.fadd(lo, hi)
+    return builder.extract_element(vec, ir.Constant(i32, 0))
+
+
+@intrinsic
+def dot(typingctx, x, xo, y, yo, n):
+    """Σ_k x[xo + k]·y[yo + k], k < n: four vector accumulators over blocks of 4 vectors, added as
+    (a0 + a1) + (a2 + a3), summed across lanes by halving, then the scalar tail by fma. The order is
+    fixed by the code (not by a vectoriser), so the result is reproducible. For the narrow output
+    layer, whose dot products plain loops would run as one long scalar chain."""
+    if not (isinstance(x, types.Array) and isinstance(y, types.Array) and x.dtype == y.dtype
+            and isinstance(x.dtype, types.Float)):
+        return None
+    sig = x.dtype(x, xo, y, yo, n)
+
+    def codegen(context, builder, signature, args):
+        xa, xo_, ya, yo_, n_ = args
+        fty = context.get_value_type(signature.args[0].dtype)
+        itemsize = context.get_abi_sizeof(fty)
+        lanes = VECTOR_BYTES // itemsize
+        vty = ir.VectorType(fty, lanes)
+        i64 = ir.IntType(64)
+        xp = builder.gep(make_array(signature.args[0])(context, builder, xa).data, [xo_])
+        yp = builder.gep(make_array(signature.args[2])(context, builder, ya).data, [yo_])
+        fma = _fma_decl(builder, vty)
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None)) for _ in range(4)]
+        nblocks = builder.sdiv(n_, ir.Constant(i64, 4 * lanes))
+        with cgutils.for_range(builder, nblocks) as loop:
+            base = builder.mul(loop.index, ir.Constant(i64, 4 * lanes))
+            for q in range(4):
+                off = builder.add(base, ir.Constant(i64, q * lanes))
+                xv = _vload(builder, _vptr(builder, xp, off, vty), vty, itemsize)
+                yv = _vload(builder, _vptr(builder, yp, off, vty), vty, itemsize)
+                builder.store(builder.call(fma, [xv, yv, builder.load(accs[q], typ=vty)]), accs[q])
+        done = builder.mul(nblocks, ir.Constant(i64, 4 * lanes))
+        nvec = builder.sdiv(builder.sub(n_, done), ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, nvec) as loop:  # remaining whole vectors into a0
+            off = builder.add(done, builder.mul(loop.index, ir.Constant(i64, lanes)))
+            xv = _vload(builder, _vptr(builder, xp, off, vty), vty, itemsize)
+            yv = _vload(builder, _vptr(builder, yp, off, vty), vty, itemsize)
+            builder.store(builder.call(fma, [xv, yv, builder.load(accs[0], typ=vty)]), accs[0])
+        a = [builder.load(acc, typ=vty) for acc in accs]
+        total = cgutils.alloca_once_value(builder, _hsum(builder, builder.fadd(builder.fadd(a[0], a[1]),
+                                                                              builder.fadd(a[2], a[3]))))
+        start = builder.add(done, builder.mul(nvec, ir.Constant(i64, lanes)))
+        sfma = _fma_decl(builder, fty)
+        with cgutils.for_range(builder, builder.sub(n_, start)) as loop:  # scalar tail
+            k = builder.add(start, loop.index)
+            xs = builder.load(builder.gep(xp, [k]), typ=fty)
+            ys = builder.load(builder.gep(yp, [k]), typ=fty)
+            builder.store(builder.call(sfma, [xs, ys, builder.load(total, typ=fty)]), total)
+        return builder.load(total, typ=fty)
+
+    return sig, codegen
+
+
+def dot_reference(x, xo, y, yo, n):
+    """NumPy twin of :func:`dot` (float64 sum; equal to rounding)."""
+    return float(np.dot(x[xo:xo + n].astype(np.float64), y[yo:yo + n].astype(np.float64)))
+
+
 @njit(**_JIT)
 def _scalar_block(c, c_off, ldc, r0, r1, j0, j1, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
     """Columns [j0, j1) of rows [r0, r1) one element at a time (same fma chain as the tiles)."""

@@ -13,6 +13,7 @@ import sys
 
 import numba
 import numpy as np
+from numba import njit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,13 +22,14 @@ from hypothesis.extra import numpy as hnp
 from minireptile import AdamState, InnerOptimizer, MLPSpec, get_backend, get_preset, init_params, reference
 from minireptile import numba_backend
 from minireptile._numba_kernels import tanh_array
-from minireptile._numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, gemm, gemm_reference
+from minireptile._numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, dot_reference, gemm, gemm_reference
 from minireptile.reptile import train_chunk_generic
 from minireptile.tasks import sine_block
 
 from helpers import max_rel_error, mlp_problems
 
 NUMBA = numba_backend.backend()
+njit_cached = njit(cache=True)
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
@@ -279,6 +281,20 @@ def test_gemm_float64_equals_its_numpy_twin_and_its_transpose(R, n, K, pad_c, pa
         gemm(ct, 0, R, n, R, v, 2, 1, ldv, u, 1, R, K, 0.0, MODE_STORE)
         np.testing.assert_array_equal(ct.reshape(n, R).T, c[3:3 + R * ldc - pad_c].reshape(R, -1)[:, :n]
                                       if pad_c == 0 else np.stack([c[3 + r * ldc:3 + r * ldc + n] for r in range(R)]))
+
+
+@njit_cached
+def _dot(x, xo, y, yo, n):
+    return dot(x, xo, y, yo, n)
+
+
+@given(st.integers(0, 300), st.integers(0, 3), st.integers(0, 3), st.integers(0, 2**32 - 1))
+def test_dot_float64_equals_its_numpy_twin(n, xo, yo, seed):
+    """Every path: blocks of 4 vectors, single vectors, the scalar tail; buffers without spare room."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=xo + n), rng.normal(size=yo + n)
+    scale = max(1.0, float(np.abs(x[xo:] * y[yo:]).sum()))
+    assert abs(_dot(x, xo, y, yo, n) - dot_reference(x, xo, y, yo, n)) <= 1e-13 * scale
 
 
 # ---------------------------------------------------------------------------------------------
