@@ -4,8 +4,10 @@ Contract
 --------
 For ``n`` held-out episodes (:mod:`minireptile.episodes`) and a start point — the meta-learned θ
 (P,), or one freshly initialised θ per episode (n, P) for the random-init baseline — run the inner
-loop on each episode's support set with the backend, one step per call, and after 0, 1, …, S
-steps record each episode's query loss (softmax cross-entropy) and query accuracy. The pixel
+loop on each episode's support set with the backend and, after each scored number of steps
+(every step 0, 1, …, S, or a sparser :func:`score_schedule`; one backend call per interval, the
+Adam state handed on), record each episode's query loss (softmax cross-entropy) and query
+accuracy. The pixel
 nearest-neighbour baseline labels each query example with the label of the closest support
 example in Euclidean distance. Per-episode numbers are averaged with Student-t 95% confidence
 intervals (:func:`minireptile.evaluate.mean_ci95`).
@@ -29,7 +31,7 @@ import numpy as np
 from .episodes import gather
 from .evaluate import mean_ci95
 from .mlp import MLPSpec
-from .optim import InnerOptimizer
+from .optim import AdamState, InnerOptimizer
 
 
 def query_scores(spec: MLPSpec, phi: np.ndarray, X: np.ndarray, Y: np.ndarray):
@@ -94,30 +96,42 @@ def nearest_neighbour_accuracy(Xs: np.ndarray, Ys: np.ndarray, Xq: np.ndarray, Y
 
 @dataclass(frozen=True)
 class FewShotResult:
-    """Query loss and accuracy of every episode after 0 … S inner steps.
+    """Query loss and accuracy of every episode after each scored number of inner steps.
 
-    loss, accuracy : ndarray of float64, shape (n, S+1)
+    steps : tuple of int, (K,)              increasing step counts, e.g. (0, 1, 2, …, S)
+    loss, accuracy : ndarray of float64, shape (n, K)
     """
 
+    steps: tuple[int, ...]
     loss: np.ndarray
     accuracy: np.ndarray
 
-    @property
-    def steps(self) -> int:
-        return self.loss.shape[1] - 1
-
     def curve(self, which: str = "accuracy"):
-        """Mean and 95% CI half-width over episodes after each step: two arrays of shape (S+1,)."""
+        """Mean and 95% CI half-width over episodes at each scored step: two arrays of shape (K,)."""
         return mean_ci95(getattr(self, which), axis=0)
 
     def final(self, which: str = "accuracy"):
-        """Mean and 95% CI half-width after the last step: two floats."""
+        """Mean and 95% CI half-width after the last scored step: two floats."""
         mean, ci = mean_ci95(getattr(self, which)[:, -1])
         return float(mean), float(ci)
 
 
-def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOptimizer, backend) -> FewShotResult:
-    """Adapt from ``theta`` on each episode's support set; score the query set after every step.
+def score_schedule(S: int, every_step: bool = False) -> tuple[int, ...]:
+    """Step counts to score at: all of 0 … S, or 0, 1, 2, 3, 5, 10, 15, 20, 30, 40, 50, 75, 100, …, S.
+
+    Each scored point costs one backend call (and one forward pass on the query set), so the
+    sparse default is cheaper than ``every_step`` for long adaptations; it always includes S.
+    """
+    if every_step:
+        return tuple(range(S + 1))
+    marks = [0, 1, 2, 3, 5, 10, 15, 20, 30, 40, 50, 75]
+    marks += list(range(100, S + 1, 50))
+    return tuple(sorted({m for m in marks if m <= S} | {S}))
+
+
+def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOptimizer, backend,
+                       steps=None, state: AdamState | None = None) -> FewShotResult:
+    """Adapt from ``theta`` on each episode's support set; score the query set along the way.
 
     Parameters
     ----------
@@ -128,30 +142,40 @@ def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOpt
     Xs, Ys, Xq, Yq : see the module docstring
     plan : ndarray of int64, shape (n, S, batch)
     opt : InnerOptimizer
-        Adam moments start from zero for every episode (``state_policy`` is not used here).
     backend : Backend
+    steps : sequence of int, optional
+        Increasing step counts in [0, S] at which to score (default: every step 0 … S). The
+        inner loop runs in one backend call per interval, Adam state handed on, so the result
+        equals scoring after single ``inner_loop`` calls of that many steps.
+    state : AdamState or None
+        Adam moments every episode starts from (``m``, ``v`` of shape (P,), step count ``t``): the
+        carried state of a meta-training run with ``state_policy="carry"``, as
+        openai/supervised-reptile evaluates. None: zero moments.
 
     Returns
     -------
     FewShotResult
-        Equal, step for step, to scoring after one ``inner_loop`` call of S steps.
     """
     n, S = plan.shape[0], plan.shape[1]
-    loss = np.empty((n, S + 1))
-    accuracy = np.empty((n, S + 1))
+    steps = tuple(range(S + 1)) if steps is None else tuple(int(k) for k in steps)
+    if not steps or steps[0] < 0 or steps[-1] > S or any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"steps: expected increasing step counts in [0, {S}], got {steps}")
+    loss = np.empty((n, len(steps)))
+    accuracy = np.empty((n, len(steps)))
     phi = np.empty((n, spec.n_params), dtype=Xs.dtype)
     phi[...] = theta
-    state = None
-    loss[:, 0], accuracy[:, 0] = query_scores(spec, phi, Xq, Yq)
-    for s in range(S):
-        res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, s:s + 1]), opt, state)
-        phi, state = res.phi, res.state
-        loss[:, s + 1], accuracy[:, s + 1] = query_scores(spec, phi, Xq, Yq)
-    return FewShotResult(loss, accuracy)
+    done = 0
+    for j, target in enumerate(steps):
+        if target > done:
+            res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, done:target]), opt, state)
+            phi, state, done = res.phi, res.state, target
+        loss[:, j], accuracy[:, j] = query_scores(spec, phi, Xq, Yq)
+    return FewShotResult(steps, loss, accuracy)
 
 
 def evaluate_episodes(spec: MLPSpec, start, vectors: np.ndarray, episodes, plan: np.ndarray,
-                      opt: InnerOptimizer, backend, chunk: int = 100) -> FewShotResult:
+                      opt: InnerOptimizer, backend, steps=None, state: AdamState | None = None,
+                      chunk: int = 100) -> FewShotResult:
     """:func:`adapt_and_classify` over many episodes of one data set, ``chunk`` at a time.
 
     Parameters
@@ -166,6 +190,10 @@ def evaluate_episodes(spec: MLPSpec, start, vectors: np.ndarray, episodes, plan:
     plan : ndarray of int64, shape (n, S, batch)
     opt : InnerOptimizer
     backend : Backend
+    steps : sequence of int, optional
+        Step counts to score at (default every step; see :func:`score_schedule`).
+    state : AdamState or None
+        Adam moments (P,) every episode starts from (see :func:`adapt_and_classify`).
     chunk : int
         Episodes per backend call.
 
@@ -179,8 +207,10 @@ def evaluate_episodes(spec: MLPSpec, start, vectors: np.ndarray, episodes, plan:
         ep = episodes.slice(i, j)
         theta = start(i, j) if callable(start) else start
         parts.append(adapt_and_classify(spec, theta, gather(vectors, ep.support), ep.support_labels,
-                                        gather(vectors, ep.query), ep.query_labels, plan[i:j], opt, backend))
-    return FewShotResult(np.concatenate([p.loss for p in parts]), np.concatenate([p.accuracy for p in parts]))
+                                        gather(vectors, ep.query), ep.query_labels, plan[i:j], opt, backend, steps,
+                                        state))
+    return FewShotResult(parts[0].steps, np.concatenate([p.loss for p in parts]),
+                         np.concatenate([p.accuracy for p in parts]))
 
 
 def nearest_neighbour_episodes(vectors: np.ndarray, episodes, chunk: int = 500) -> np.ndarray:

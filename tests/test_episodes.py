@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minireptile import InnerOptimizer, MLPSpec, get_backend, init_params, reference
+from minireptile import AdamState, InnerOptimizer, MLPSpec, get_backend, init_params, reference
 from minireptile.episodes import (EpisodeConfig, class_table, full_batch_plan, gather, minibatch_plan,
                                   sample_episodes, train_block)
-from minireptile.fewshot import adapt_and_classify, evaluate_episodes, nearest_neighbour_accuracy, query_scores
+from minireptile.fewshot import (adapt_and_classify, evaluate_episodes, nearest_neighbour_accuracy, query_scores,
+                                 score_schedule)
 from minireptile.tasks import stream_rng
 
 NUMPY = get_backend("numpy")
@@ -187,7 +188,7 @@ def test_step_by_step_adaptation_equals_one_inner_loop_call():
     plan = minibatch_plan(stream_rng(0, 3), ep.n, Xs.shape[1], 7, 4)
     opt = InnerOptimizer("adam", 0.01)
     res = adapt_and_classify(spec, theta, Xs, ep.support_labels, Xq, ep.query_labels, plan, opt, NUMPY)
-    assert res.loss.shape == res.accuracy.shape == (ep.n, 8) and res.steps == 7
+    assert res.loss.shape == res.accuracy.shape == (ep.n, 8) and res.steps == tuple(range(8))
     for k in (0, 3, 7):
         phi = reference.inner_loop(spec, theta, Xs, ep.support_labels, plan[:, :k], opt).phi if k else \
             np.broadcast_to(theta, (ep.n, spec.n_params))
@@ -195,6 +196,27 @@ def test_step_by_step_adaptation_equals_one_inner_loop_call():
         np.testing.assert_allclose(res.loss[:, k], loss, rtol=1e-12)
         np.testing.assert_array_equal(res.accuracy[:, k], acc)
     assert res.loss[:, -1].mean() < res.loss[:, 0].mean()     # adapting on the support set helps the query set
+    sparse = adapt_and_classify(spec, theta, Xs, ep.support_labels, Xq, ep.query_labels, plan, opt, NUMPY, (0, 3, 7))
+    np.testing.assert_allclose(sparse.loss, res.loss[:, [0, 3, 7]], rtol=1e-12)
+    np.testing.assert_array_equal(sparse.accuracy, res.accuracy[:, [0, 3, 7]])
+    with pytest.raises(ValueError, match="steps"):
+        adapt_and_classify(spec, theta, Xs, ep.support_labels, Xq, ep.query_labels, plan, opt, NUMPY, (0, 8))
+    # a carried Adam state (P,) is where every episode's moments start
+    rng = np.random.default_rng(2)
+    state = AdamState(rng.normal(0, 0.01, spec.n_params), rng.uniform(0, 1e-3, spec.n_params), 40)
+    carried = adapt_and_classify(spec, theta, Xs, ep.support_labels, Xq, ep.query_labels, plan, opt, NUMPY,
+                                 (0, 3, 7), state)
+    phi = reference.inner_loop(spec, theta, Xs, ep.support_labels, plan, opt, state).phi
+    np.testing.assert_allclose(carried.loss[:, 2], query_scores(spec, phi, Xq, ep.query_labels)[0], rtol=1e-12)
+    assert not np.allclose(carried.loss[:, 2], sparse.loss[:, 2])
+
+
+def test_score_schedule():
+    assert score_schedule(4, every_step=True) == (0, 1, 2, 3, 4)
+    assert score_schedule(50) == (0, 1, 2, 3, 5, 10, 15, 20, 30, 40, 50)
+    assert score_schedule(7) == (0, 1, 2, 3, 5, 7)
+    assert score_schedule(0) == (0,)
+    assert score_schedule(230)[-4:] == (100, 150, 200, 230)
 
 
 def test_evaluate_episodes_chunks_and_per_episode_starts():

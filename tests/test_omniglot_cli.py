@@ -15,7 +15,7 @@ from fake_omniglot import write_small_splits
 
 TINY = ["--ways", "3", "--shots", "1", "--train-shots", "2", "--queries", "2", "--iters", "6", "--meta-batch", "2",
         "--inner-iters", "2", "--inner-batch", "3", "--hidden", "16", "--size", "12", "--eval-episodes", "12",
-        "--eval-inner-iters", "3", "--backend", "numpy", "--seed", "5"]
+        "--eval-inner-iters", "6", "--backend", "numpy", "--seed", "5"]
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +35,12 @@ def test_omniglot_cli_writes_json_and_checkpoint(data, tmp_path, capsys):
                 "versions"):
         assert key in summary
     ev = summary["eval"]
-    assert ev["episodes"] == 12 and ev["steps"] == [0, 1, 2, 3]
+    assert ev["episodes"] == 12 and ev["steps"] == [0, 1, 2, 3, 5, 6]     # the sparse default schedule
     for name in ("meta", "random_init", "nearest_neighbour"):
         assert 0 <= ev[name]["accuracy"] <= 1 and ev[name]["ci95"] >= 0
     for name in ("meta", "random_init"):
         for key in ("accuracy_per_step", "accuracy_ci95_per_step", "loss_per_step", "loss_ci95_per_step"):
-            assert len(ev[name][key]) == 4
+            assert len(ev[name][key]) == 6
         assert ev[name]["accuracy_per_step"][-1] == ev[name]["accuracy"]
     # fake small1: 8 characters x 4 rotations; meta-test: Sanskrit 4 + Tagalog 3 characters
     assert summary["classes"] == {"meta_train": 32, "meta_train_characters": 8, "meta_test": 7}
@@ -54,11 +54,20 @@ def test_omniglot_cli_is_deterministic_for_a_seed(data, tmp_path):
     summaries = []
     for name in ("a", "b"):
         main(["omniglot", "--data", str(data), *TINY, "--out", str(tmp_path / name), "--json",
-              str(tmp_path / f"{name}.json"), "--quiet"])
+              str(tmp_path / f"{name}.json"), "--quiet", "--every-step"])
         summaries.append(json.loads((tmp_path / f"{name}.json").read_text())["eval"])
-    assert summaries[0] == summaries[1]
+    assert summaries[0] == summaries[1] and summaries[0]["steps"] == list(range(7))
     np.testing.assert_array_equal(load_checkpoint(tmp_path / "a" / "checkpoint.npz")["theta"],
                                   load_checkpoint(tmp_path / "b" / "checkpoint.npz")["theta"])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_exits_3_and_checkpoints_the_last_finite_theta(data, tmp_path, capsys):
+    status = main(["omniglot", "--data", str(data), *TINY, "--inner-lr", "1e30", "--out", str(tmp_path), "--quiet"])
+    assert status == 3
+    assert "diverged" in capsys.readouterr().err
+    ck = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert np.isfinite(ck["theta"]).all() and ck["iteration"] < 6
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -26,11 +26,12 @@ import numpy as np
 
 from ..backends import BACKENDS, get_backend
 from ..checkpoint import atomic_write, save_checkpoint
-from ..cli import nonnegative_float, nonnegative_int, positive_float, positive_int, unit_interval
+from ..cli import EXIT_DIVERGED, nonnegative_float, nonnegative_int, positive_float, positive_int, unit_interval
 from ..datasets import omniglot_split, with_rotations
 from ..episodes import (EpisodeConfig, block_iters_for, full_batch_plan, minibatch_plan, sample_episodes,
                         train_block)
-from ..fewshot import evaluate_episodes, nearest_neighbour_episodes
+from ..fewshot import evaluate_episodes, nearest_neighbour_episodes, score_schedule
+from ..errors import DivergenceError
 from ..evaluate import mean_ci95
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
@@ -41,7 +42,6 @@ from .sine import Progress, versions
 # the compiled CPU backend when it is part of this installation, as `minireptile sine`
 DEFAULT_BACKEND = "numba" if importlib.util.find_spec("minireptile.numba_backend") is not None else "numpy"
 EVAL_EPISODES, EVAL_PLAN, EVAL_INIT = 0, 1, 2   # sub-keys of the EVAL stream
-TABLE_STEPS = (0, 1, 2, 3, 5, 10, 20, 30, 50, 100)
 
 
 def hidden_sizes(text: str) -> tuple[int, ...]:
@@ -71,20 +71,21 @@ def add_parser(sub) -> None:
     p.add_argument("--train-shots", type=positive_int, default=10,
                    help="support examples per class in meta-training episodes (default 10)")
     p.add_argument("--queries", type=positive_int, default=5, help="query examples per class at test (default 5)")
-    p.add_argument("--iters", type=positive_int, default=2000, help="outer iterations (default 2000)")
+    p.add_argument("--iters", type=positive_int, default=3000, help="outer iterations (default 3000)")
     p.add_argument("--meta-batch", type=positive_int, default=5, help="episodes per outer iteration (default 5)")
     p.add_argument("--inner-iters", type=positive_int, default=5, help="inner steps per training episode (default 5)")
     p.add_argument("--inner-batch", type=positive_int, default=10, help="inner minibatch size (default 10)")
     p.add_argument("--replacement", action="store_true",
                    help="draw each inner minibatch independently (default: shuffled epochs, no replacement)")
-    p.add_argument("--inner-lr", type=positive_float, default=1e-3, help="inner step size (default 0.001)")
+    p.add_argument("--inner-lr", type=positive_float, default=3e-3, help="inner step size (default 0.003)")
     p.add_argument("--outer-lr", type=positive_float, default=1.0, help="initial outer step size ε0 (default 1.0)")
     p.add_argument("--outer-lr-final", type=nonnegative_float, default=0.0, help="final outer step size (default 0)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="inner optimizer (default: adam)")
     p.add_argument("--beta1", type=unit_interval, default=0.0, help="Adam β1 (default 0, as the paper)")
     p.add_argument("--beta2", type=unit_interval, default=0.999, help="Adam β2 (default 0.999)")
-    p.add_argument("--adam-state", choices=("reset", "carry"), default="reset",
-                   help="Adam moments per training task (reset, default) or carried across tasks")
+    p.add_argument("--adam-state", choices=("reset", "carry"), default="carry",
+                   help="Adam moments carried across training tasks (carry, default, as openai/supervised-reptile) "
+                   "or restarted for every task (reset)")
     p.add_argument("--hidden", type=hidden_sizes, default=(256, 128, 64, 64),
                    help="hidden layer widths, comma-separated (default 256,128,64,64: MAML's MLP)")
     p.add_argument("--activation", choices=("relu", "tanh"), default="relu", help="default: relu")
@@ -96,6 +97,9 @@ def add_parser(sub) -> None:
                    help="inner steps on each test episode (default 50)")
     p.add_argument("--eval-inner-batch", type=positive_int,
                    help="inner minibatch size at test (default: the whole support set)")
+    p.add_argument("--every-step", action="store_true",
+                   help="score the query set after every inner step (one backend call per step, slower) "
+                   "instead of after 0, 1, 2, 3, 5, 10, 15, 20, 30, 40, 50 steps")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: float32")
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
@@ -136,6 +140,7 @@ def build_config(args) -> dict:
         "eval_episodes": args.eval_episodes,
         "eval_inner_iters": args.eval_inner_iters,
         "eval_inner_batch": args.eval_inner_batch or args.ways * args.shots,
+        "eval_score_steps": list(score_schedule(args.eval_inner_iters, args.every_step)),
         "block_iters": block_iters_for(args.meta_batch, n_points, d_in),
     }
 
@@ -147,7 +152,7 @@ def _reptile_config(cfg: dict) -> ReptileConfig:
 
 
 def _fail(message: str) -> int:
-    print(f"minireptile: error: {message}", file=sys.stderr)
+    print(f"minireptile omniglot: error: {message}", file=sys.stderr)
     return 2
 
 
@@ -157,16 +162,14 @@ def _pct(mean: float, ci: float) -> str:
 
 def results_table(meta, random, nn) -> str:
     """Plain-text table: inner steps × (meta-learned, random init) query accuracy and loss ± 95% CI."""
-    S = meta.steps
-    rows = sorted({s for s in TABLE_STEPS if s <= S} | {S})
     acc_m, acc_mc = meta.curve("accuracy")
     loss_m, loss_mc = meta.curve("loss")
     acc_r, acc_rc = random.curve("accuracy")
     loss_r, loss_rc = random.curve("loss")
     lines = [f"{'steps':>5}  {'meta-learned acc':>16}  {'loss':>13}  {'random-init acc':>16}  {'loss':>13}"]
-    for s in rows:
-        lines.append(f"{s:>5d}  {_pct(acc_m[s], acc_mc[s]):>16}  {loss_m[s]:>6.3f} ± {loss_mc[s]:<5.3f}  "
-                     f"{_pct(acc_r[s], acc_rc[s]):>16}  {loss_r[s]:>6.3f} ± {loss_rc[s]:<5.3f}")
+    for j, s in enumerate(meta.steps):
+        lines.append(f"{s:>5d}  {_pct(acc_m[j], acc_mc[j]):>16}  {loss_m[j]:>6.3f} ± {loss_mc[j]:<5.3f}  "
+                     f"{_pct(acc_r[j], acc_rc[j]):>16}  {loss_r[j]:>6.3f} ± {loss_rc[j]:<5.3f}")
     lines.append(f"pixel nearest neighbour: {_pct(*nn)}")
     return "\n".join(lines)
 
@@ -230,13 +233,19 @@ def run(args) -> int:
               f"x{rcfg.inner_steps} (batch {rcfg.inner_batch}, lr {rcfg.inner.lr}), ε {rcfg.eps0}→{rcfg.eps_final}, "
               f"backend {backend.name}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s", flush=True)
     progress = Progress(rcfg.iters, 0, rcfg, args.quiet)
-    t = time.perf_counter()
-    theta, state = meta_train(spec, theta0, sample_block, block_iters, rcfg, backend, callback=progress)
-    train_seconds = time.perf_counter() - t
-
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "checkpoint.npz", theta, cfg, rcfg.iters, state)
+    ckpt_path = out / "checkpoint.npz"
+    t = time.perf_counter()
+    try:
+        theta, state = meta_train(spec, theta0, sample_block, block_iters, rcfg, backend, callback=progress)
+    except DivergenceError as exc:
+        save_checkpoint(ckpt_path, exc.theta, cfg, exc.iteration, exc.state, status="diverged")
+        print(f"minireptile omniglot: error: training diverged at outer iteration {exc.iteration}: the inner loss or θ "
+              f"became NaN or inf. The last finite θ is in {ckpt_path}. Start a new run with a smaller --inner-lr "
+              f"(now {rcfg.inner.lr:g}) or --outer-lr (now {rcfg.eps0:g}).", file=sys.stderr)
+        return EXIT_DIVERGED
+    train_seconds = time.perf_counter() - t
+    save_checkpoint(ckpt_path, theta, cfg, rcfg.iters, state)
 
     eval_opt = InnerOptimizer(rcfg.inner.name, rcfg.inner.lr, rcfg.inner.beta1, rcfg.inner.beta2, rcfg.inner.eps)
 
@@ -244,8 +253,9 @@ def run(args) -> int:
         return np.stack([init_params(spec, stream_rng(seed, EVAL, EVAL_INIT, e), dtype) for e in range(i, j)])
 
     t = time.perf_counter()
-    meta = evaluate_episodes(spec, theta, x_test, test_episodes, eval_plan, eval_opt, backend)
-    random = evaluate_episodes(spec, random_inits, x_test, test_episodes, eval_plan, eval_opt, backend)
+    steps = cfg["eval_score_steps"]
+    meta = evaluate_episodes(spec, theta, x_test, test_episodes, eval_plan, eval_opt, backend, steps)
+    random = evaluate_episodes(spec, random_inits, x_test, test_episodes, eval_plan, eval_opt, backend, steps)
     nn_acc = nearest_neighbour_episodes(x_test, test_episodes)
     nn = tuple(float(v) for v in mean_ci95(nn_acc))
     eval_seconds = time.perf_counter() - t
@@ -254,7 +264,7 @@ def run(args) -> int:
           f"{eval_batch}), mean ± 95% CI over {test_episodes.n} meta-test episodes of {cfg['queries']} queries per class "
           f"(train {train_seconds:.1f}s, eval {eval_seconds:.1f}s):")
     print(results_table(meta, random, nn))
-    print(f"checkpoint: {out / 'checkpoint.npz'}")
+    print(f"checkpoint: {ckpt_path}")
 
     if args.json is not None:
         flops = rcfg.meta_batch * rcfg.inner_steps * rcfg.inner_batch * spec.flops_per_example()
@@ -273,7 +283,7 @@ def run(args) -> int:
             "eval_seconds": eval_seconds,
             "eval": {
                 "episodes": test_episodes.n,
-                "steps": list(range(S + 1)),
+                "steps": list(meta.steps),
                 "meta": _summary(meta),
                 "random_init": _summary(random),
                 "nearest_neighbour": {"accuracy": nn[0], "ci95": nn[1]},
