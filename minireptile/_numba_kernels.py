@@ -209,9 +209,10 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
             z = act[zo:zo + B * fo]
             if tlive[l]:
                 z2 = view2d(act, zo, B, fo)
+                bias = phi[b_off:b_off + fo]
                 for b in range(B):
                     for j in range(fo):
-                        z2[b, j] = phi[b_off + j]
+                        z2[b, j] = bias[j]
                 gemm(act, zo, fo, B, fo, act, ao, fi, 1, wt, w_off, fo, fi, zero, MODE_ACCUMULATE)
             else:
                 _forward_dot(view2d(act, zo, B, fo), act, ao, phi, w_off, b_off, B, fi, fo)
