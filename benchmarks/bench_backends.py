@@ -148,7 +148,8 @@ def iters_per_call(backend: str, meta_batch: int, quick: bool) -> int:
 
 class Row:
     def __init__(self, backend: str, dtype, meta_batch: int, threads: int, iters: int):
-        self.backend, self.dtype, self.meta_batch, self.threads, self.iters = backend, np.dtype(dtype), meta_batch, threads, iters
+        self.backend, self.dtype, self.meta_batch = backend, np.dtype(dtype), meta_batch
+        self.threads, self.iters = threads, iters
         X, Y, plans = sine_block(0, 0, iters, meta_batch, GIST, STEPS, BATCH, self.dtype)
         self.args = (SPEC, init_params(SPEC, np.random.default_rng(0), self.dtype), X, Y, plans,
                      epsilon_schedule(np.arange(iters), GIST.iters, GIST.eps0, GIST.eps_final), OPT)

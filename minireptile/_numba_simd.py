@@ -41,13 +41,11 @@ MODE_STORE, MODE_ACCUMULATE, MODE_SGD = 0, 1, 2
 
 
 def _fma_decl(builder, ty):
-    name = f"llvm.fma.{'v%d' % ty.count if isinstance(ty, ir.VectorType) else ''}{'f32' if _is_f32(ty) else 'f64'}"
-    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty, ty]), name)
-
-
-def _is_f32(ty) -> bool:
+    """The llvm.fma intrinsic for a float/double scalar or vector type."""
     base = ty.element if isinstance(ty, ir.VectorType) else ty
-    return isinstance(base, ir.FloatType)
+    name = "llvm.fma." + (f"v{ty.count}" if isinstance(ty, ir.VectorType) else "")
+    name += "f32" if isinstance(base, ir.FloatType) else "f64"
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty, ty]), name)
 
 
 def _splat(builder, value, vty):
@@ -58,11 +56,12 @@ def _splat(builder, value, vty):
 
 
 def _vptr(builder, base, offset, vty):
+    """Pointer to the vector of ``vty`` starting at element ``base[offset]``."""
     return builder.bitcast(builder.gep(base, [offset]), vty.as_pointer())
 
 
-def _vload(builder, ptr, vty, align):
-    return builder.load(ptr, align=align, typ=vty) if ptr.type.is_opaque else builder.load(ptr, align=align)
+def _load(builder, ptr, ty, align=None):
+    return builder.load(ptr, align=align, typ=ty)
 
 
 @intrinsic
@@ -91,7 +90,7 @@ def view2d(typingctx, arr, off, n0, n1):
     return sig, codegen
 
 
-@intrinsic(prefer_literal=True)
+@intrinsic
 def fma_scalar(typingctx, x, y, z):
     """x·y + z with one rounding (llvm.fma) for float32/float64 scalars."""
     if not (isinstance(x, types.Float) and x == y == z):
@@ -133,7 +132,8 @@ def _tile(typingctx, c, c_off, ldc, u, u_off, us_r, us_k, v, v_off, ldv, K, alph
         zero = ir.Constant(vty, None)
 
         def cvec(r, i):  # pointer to C[r, i-th vector]
-            return _vptr(builder, cp, builder.add(builder.mul(ir.Constant(i64, r), ldc_), ir.Constant(i64, i * lanes)), vty)
+            offset = builder.add(builder.mul(ir.Constant(i64, r), ldc_), ir.Constant(i64, i * lanes))
+            return _vptr(builder, cp, offset, vty)
 
         accumulate = builder.icmp_signed("==", mode_, ir.Constant(mode_.type, MODE_ACCUMULATE))
         accs = []
@@ -141,33 +141,31 @@ def _tile(typingctx, c, c_off, ldc, u, u_off, us_r, us_k, v, v_off, ldv, K, alph
             row = []
             for i in range(NV):
                 slot = cgutils.alloca_once(builder, vty)
-                init = builder.select(accumulate, _vload(builder, cvec(r, i), vty, itemsize), zero)
+                init = builder.select(accumulate, _load(builder, cvec(r, i), vty, itemsize), zero)
                 builder.store(init, slot)
                 row.append(slot)
             accs.append(row)
         with cgutils.for_range(builder, K_) as loop:
             k = loop.index
             vrow = builder.mul(k, ldv_)
-            vv = [_vload(builder, _vptr(builder, vp, builder.add(vrow, ir.Constant(i64, i * lanes)), vty), vty, itemsize)
-                  for i in range(NV)]
+            vv = [_load(builder, _vptr(builder, vp, builder.add(vrow, ir.Constant(i64, i * lanes)), vty), vty, itemsize)
+                  for i in range(NV)]                                  # V[k, tile columns]
             kk = builder.mul(k, us_k_)
             for r in range(MR):
                 uoff = builder.add(builder.mul(ir.Constant(i64, r), us_r_), kk)
-                us = builder.load(builder.gep(up, [uoff]), typ=fty) if up.type.is_opaque else builder.load(builder.gep(up, [uoff]))
-                ub = _splat(builder, us, vty)
+                ub = _splat(builder, _load(builder, builder.gep(up, [uoff]), fty), vty)   # U[r, k] in every lane
                 for i in range(NV):
-                    builder.store(builder.call(fma, [ub, vv[i], builder.load(accs[r][i], typ=vty)
-                                                     if accs[r][i].type.is_opaque else builder.load(accs[r][i])]),
-                                  accs[r][i])
+                    acc = _load(builder, accs[r][i], vty)
+                    builder.store(builder.call(fma, [ub, vv[i], acc]), accs[r][i])
         sgd = builder.icmp_signed("==", mode_, ir.Constant(mode_.type, MODE_SGD))
         alpha_v = _splat(builder, alpha_, vty)
         for r in range(MR):
             for i in range(NV):
                 ptr = cvec(r, i)
-                acc = builder.load(accs[r][i], typ=vty) if accs[r][i].type.is_opaque else builder.load(accs[r][i])
+                acc = _load(builder, accs[r][i], vty)
                 with builder.if_else(sgd) as (then, otherwise):
                     with then:
-                        old = _vload(builder, ptr, vty, itemsize)
+                        old = _load(builder, ptr, vty, itemsize)
                         builder.store(builder.fsub(old, builder.fmul(alpha_v, acc)), ptr, align=itemsize)
                     with otherwise:
                         builder.store(acc, ptr, align=itemsize)
@@ -181,9 +179,9 @@ def _hsum(builder, vec):
     i32 = ir.IntType(32)
     while vec.type.count > 1:
         half = vec.type.count // 2
-        lo = builder.shuffle_vector(vec, ir.Constant(vec.type, ir.Undefined), ir.Constant(ir.VectorType(i32, half), list(range(half))))
-        hi = builder.shuffle_vector(vec, ir.Constant(vec.type, ir.Undefined),
-                                    ir.Constant(ir.VectorType(i32, half), list(range(half, 2 * half))))
+        undef = ir.Constant(vec.type, ir.Undefined)
+        lo = builder.shuffle_vector(vec, undef, ir.Constant(ir.VectorType(i32, half), list(range(half))))
+        hi = builder.shuffle_vector(vec, undef, ir.Constant(ir.VectorType(i32, half), list(range(half, 2 * half))))
         vec = builder.fadd(lo, hi)
     return builder.extract_element(vec, ir.Constant(i32, 0))
 
@@ -215,27 +213,27 @@ def dot(typingctx, x, xo, y, yo, n):
             base = builder.mul(loop.index, ir.Constant(i64, 4 * lanes))
             for q in range(4):
                 off = builder.add(base, ir.Constant(i64, q * lanes))
-                xv = _vload(builder, _vptr(builder, xp, off, vty), vty, itemsize)
-                yv = _vload(builder, _vptr(builder, yp, off, vty), vty, itemsize)
-                builder.store(builder.call(fma, [xv, yv, builder.load(accs[q], typ=vty)]), accs[q])
+                xv = _load(builder, _vptr(builder, xp, off, vty), vty, itemsize)
+                yv = _load(builder, _vptr(builder, yp, off, vty), vty, itemsize)
+                builder.store(builder.call(fma, [xv, yv, _load(builder, accs[q], vty)]), accs[q])
         done = builder.mul(nblocks, ir.Constant(i64, 4 * lanes))
         nvec = builder.sdiv(builder.sub(n_, done), ir.Constant(i64, lanes))
         with cgutils.for_range(builder, nvec) as loop:  # remaining whole vectors into a0
             off = builder.add(done, builder.mul(loop.index, ir.Constant(i64, lanes)))
-            xv = _vload(builder, _vptr(builder, xp, off, vty), vty, itemsize)
-            yv = _vload(builder, _vptr(builder, yp, off, vty), vty, itemsize)
-            builder.store(builder.call(fma, [xv, yv, builder.load(accs[0], typ=vty)]), accs[0])
-        a = [builder.load(acc, typ=vty) for acc in accs]
+            xv = _load(builder, _vptr(builder, xp, off, vty), vty, itemsize)
+            yv = _load(builder, _vptr(builder, yp, off, vty), vty, itemsize)
+            builder.store(builder.call(fma, [xv, yv, _load(builder, accs[0], vty)]), accs[0])
+        a = [_load(builder, acc, vty) for acc in accs]
         total = cgutils.alloca_once_value(builder, _hsum(builder, builder.fadd(builder.fadd(a[0], a[1]),
                                                                               builder.fadd(a[2], a[3]))))
         start = builder.add(done, builder.mul(nvec, ir.Constant(i64, lanes)))
         sfma = _fma_decl(builder, fty)
         with cgutils.for_range(builder, builder.sub(n_, start)) as loop:  # scalar tail
             k = builder.add(start, loop.index)
-            xs = builder.load(builder.gep(xp, [k]), typ=fty)
-            ys = builder.load(builder.gep(yp, [k]), typ=fty)
-            builder.store(builder.call(sfma, [xs, ys, builder.load(total, typ=fty)]), total)
-        return builder.load(total, typ=fty)
+            xs = _load(builder, builder.gep(xp, [k]), fty)
+            ys = _load(builder, builder.gep(yp, [k]), fty)
+            builder.store(builder.call(sfma, [xs, ys, _load(builder, total, fty)]), total)
+        return _load(builder, total, fty)
 
     return sig, codegen
 
@@ -305,8 +303,9 @@ def _rows(c, c_off, ldc, R, j, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mo
 
 def gemm_reference(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
     """NumPy twin of :func:`gemm` (float64 sums; equal to rounding)."""
-    U = np.lib.stride_tricks.as_strided(u[u_off:], (R, K), (us_r * u.itemsize, us_k * u.itemsize)) if R and K else np.zeros((R, K), u.dtype)
-    V = np.lib.stride_tricks.as_strided(v[v_off:], (K, n), (ldv * v.itemsize, v.itemsize)) if K and n else np.zeros((K, n), v.dtype)
+    strided = np.lib.stride_tricks.as_strided
+    U = strided(u[u_off:], (R, K), (us_r * u.itemsize, us_k * u.itemsize)) if R and K else np.zeros((R, K))
+    V = strided(v[v_off:], (K, n), (ldv * v.itemsize, v.itemsize)) if K and n else np.zeros((K, n))
     C = np.lib.stride_tricks.as_strided(c[c_off:], (R, n), (ldc * c.itemsize, c.itemsize))
     G = U.astype(np.float64) @ V.astype(np.float64)
     if mode == MODE_STORE:

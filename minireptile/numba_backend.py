@@ -163,8 +163,9 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     Pm = P if opt.name == "adam" else 0
     phi, m, v = np.empty((n, P), dtype), np.empty((n, Pm), dtype), np.empty((n, Pm), dtype)
     task_loss, iter_loss = np.zeros(n, np.float64), np.zeros(iters, np.float64)
-    scratch = (np.empty(P, dtype), np.empty(P, dtype), np.empty((n, P), dtype), np.empty((n, A), dtype), np.empty((n, A), dtype),
-               np.empty((n, P), dtype))
+    scratch = (np.empty(P, dtype), np.empty(P, dtype),                       # red, tht
+               np.empty((n, P), dtype), np.empty((n, A), dtype), np.empty((n, A), dtype),  # wt, act, dlt
+               np.empty((n, P), dtype))                                       # grad
     act_code, loss_code, opt_code, hyper = _codes(spec, opt)
     # Tasks are handed to threads one at a time (numba's default cuts the range into one block per
     # thread): on a shared machine a descheduled thread then holds up an iteration by one task, not
