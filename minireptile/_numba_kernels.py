@@ -93,7 +93,7 @@ def _bias_grad(db, dz):
     """db (fo,) = Σ_b dz (B, fo), rows added in order (as dz.sum(axis=0))."""
     B, fo = dz.shape
     for j in range(fo):
-        db[j] = dz[0, j]
+        db[j] = dz[0, j] if B > 0 else 0
     for b in range(1, B):
         for j in range(fo):
             db[j] += dz[b, j]

@@ -219,6 +219,10 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
     X = _farray(X, dtype)
     n = X.shape[0]
     plans = _farray(plan, np.int64)[None]
+    if n == 0:  # nothing to adapt (as the reference: empty results)
+        empty = np.empty((0, P), dtype)
+        return InnerResult(empty, np.zeros(0), AdamState(empty, empty.copy(), (state.t if state else 0) + plans.shape[2])
+                           if opt.name == "adam" else None)
     Yf, Yi = _targets(spec, np.asarray(Y)[None], (1, n), dtype)
     adam = opt.name == "adam"
     m0, v0, t0, has_state = _state_rows(state, P, dtype, adam)
@@ -262,6 +266,8 @@ def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, sta
     X = _farray(X, dtype)
     plans = _farray(plans, np.int64)
     iters, n = plans.shape[:2]
+    if n == 0:
+        raise ValueError("plans: expected at least one task per outer iteration, got meta-batch 0")
     Yf, Yi = _targets(spec, Y, (iters, n), dtype)
     adam = opt.name == "adam"
     carry = adam and opt.state_policy == "carry"
