@@ -37,7 +37,9 @@ not installed; see ``numba -s``). Both survive concurrent calls from several Pyt
 (tested). Caveat of GNU OpenMP: it is not fork-safe, so do not ``fork`` a process after it ran
 parallel numba code (use the ``spawn`` or ``forkserver`` start method, or install TBB).
 Importing minireptile changes nothing: the selection happens in :func:`backend`. The number of
-threads is numba's (``numba.set_num_threads``; ``minireptile sine --threads N``).
+threads is numba's (``numba.set_num_threads``; ``minireptile sine --threads N``). Tasks are handed
+to threads one at a time. On a machine shared with other jobs, ``OMP_WAIT_POLICY=passive`` (set
+before Python starts) stops idle OpenMP threads from spinning; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
