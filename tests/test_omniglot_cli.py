@@ -75,7 +75,8 @@ def test_divergence_exits_3_and_checkpoints_the_last_finite_theta(data, tmp_path
     (["--ways", "9"], "ways: 9 classes"),                   # meta-test has 7 characters
     (["--train-shots", "5"], "shots: shots \\+ queries = 5"),
     (["--hidden", "8,x"], "argument --hidden"),
-    (["--eval-episodes", "0"], "argument --eval-episodes"),
+    (["--eval-episodes", "1"], "argument --eval-episodes"),          # a CI needs 2 episodes
+    (["--seed", "-1"], "argument --seed"),
 ])
 def test_user_errors_exit_2_with_one_line(data, tmp_path, args, needle):
     argv = [sys.executable, "-m", "minireptile", "omniglot", "--data", str(data), *TINY, "--out", str(tmp_path), *args]

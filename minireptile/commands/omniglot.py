@@ -4,13 +4,14 @@ Pipeline: the data (:mod:`minireptile.datasets`: zips or folders → cached 28x2
 meta-train / meta-test characters, meta-train augmented by 90° rotations) → blocks of meta-training
 episodes sampled on the host (:mod:`minireptile.episodes`) → the backend's ``train_chunk`` (inner
 loops + the Reptile update) → evaluation on ``--eval-episodes`` held-out episodes fixed by the seed
-(:mod:`minireptile.fewshot`): query accuracy and loss after every inner step for the meta-learned θ
-and for a freshly initialised network per episode trained the same way, and pixel 1-nearest-neighbour
-accuracy → a results table, a checkpoint, an optional JSON summary.
+(:mod:`minireptile.fewshot`): query accuracy and loss after 0, 1, 2, 3, 5, 10, … inner steps
+(``--every-step``: each step) for the meta-learned θ and for a freshly initialised network per episode
+trained the same way, and pixel 1-nearest-neighbour accuracy → a results table, a checkpoint, an
+optional JSON summary.
 
 Seeds: θ0 from ``stream_rng(seed, INIT)``; training block b from ``stream_rng(seed, TRAIN, b)``;
-evaluation episodes, their minibatch plan and the baseline's initialisations from
-``stream_rng(seed, EVAL, k)`` with k = 0, 1, 2 + episode.
+evaluation episodes and their minibatch plan from ``stream_rng(seed, EVAL, 0)`` and
+``stream_rng(seed, EVAL, 1)``, the baseline's network for episode e from ``stream_rng(seed, EVAL, 2, e)``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 
 from ..backends import BACKENDS, get_backend
 from ..checkpoint import atomic_write, save_checkpoint
-from ..cli import EXIT_DIVERGED, nonnegative_float, nonnegative_int, positive_float, positive_int, unit_interval
+from ..cli import (EXIT_DIVERGED, int_at_least, nonnegative_float, nonnegative_int, positive_float, positive_int,
+                   unit_interval)
 from ..datasets import omniglot_split, with_rotations
 from ..episodes import (EpisodeConfig, block_iters_for, full_batch_plan, minibatch_plan, sample_episodes,
                         train_block)
@@ -92,7 +94,7 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=positive_int, default=28, help="image side after resizing (default 28)")
     p.add_argument("--no-augment", action="store_true",
                    help="do not add 90/180/270° rotations of meta-train characters as new classes")
-    p.add_argument("--eval-episodes", type=positive_int, default=1000, help="meta-test episodes (default 1000)")
+    p.add_argument("--eval-episodes", type=int_at_least(2), default=1000, help="meta-test episodes (default 1000)")
     p.add_argument("--eval-inner-iters", type=nonnegative_int, default=50,
                    help="inner steps on each test episode (default 50)")
     p.add_argument("--eval-inner-batch", type=positive_int,
@@ -101,7 +103,7 @@ def add_parser(sub) -> None:
                    help="score the query set after every inner step (one backend call per step, slower) "
                    "instead of after 0, 1, 2, 3, 5, 10, 15, 20, 30, 40, 50 steps")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: float32")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="run seed (default 0)")
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                    help=f"inner-loop implementation (default: {DEFAULT_BACKEND})")
     p.add_argument("--cache-dir", type=Path,
