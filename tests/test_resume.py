@@ -205,7 +205,7 @@ def test_cli_writes_periodic_checkpoints(tmp_path, monkeypatch):
 @pytest.mark.parametrize("argv,flag,pattern", [
     (["--inner-lr", "0.5"], "--inner-lr", r"cannot change a resumed run \(the checkpoint has 0.02, got 0.5\)"),
     (["--iters", "99"], "--iters", r"the checkpoint has 40, got 99"),
-    (["--seed", "1"], "--seed", r"the checkpoint has 0, got 1"),
+    (["--seed", "2"], "--seed", r"the checkpoint has 1, got 2"),
     (["--dtype", "float64"], "--dtype", r"the checkpoint has 'float32', got 'float64'"),
     (["--stop-after", "5"], "--stop-after", r"the checkpoint is already at iteration 10; expected K >= 10"),
 ])
