@@ -177,7 +177,7 @@ def table(results: list[dict]) -> str:
 
 
 def machine() -> dict:
-    from minireptile import cuda_backend
+    from minireptile.backends import cuda as cuda_backend
 
     info = {"python": platform.python_version(), "numpy": np.__version__, "minireptile": minireptile.__version__,
             "processor": platform.processor() or platform.machine()}

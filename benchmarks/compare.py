@@ -23,7 +23,7 @@ What it does
    otherwise: the gist's 10×64 ops are too small to split, and on a busy machine PyTorch's spare
    OpenMP threads made each step 10-30x slower in our runs.
 4. Agreement (always): float64, 300 outer iterations of the gist preset: each peer's θ against the
-   numpy (and numba) backend's, max |Δθ| / max |θ| ≤ 1e-12 (also a test: tests/test_peers.py).
+   numpy (and numba) backend's, max |Δθ| / max |θ| ≤ 1e-12 (also a test: tests/benchmarks/test_peers.py).
 5. Full float32 check (skipped by ``--quick`` and ``--no-full-check``; minutes): the whole 30000-
    iteration gist run in float32 with every serial implementation, then minireptile's evaluation
    (100 held-out tasks, numpy backend) of each final θ: the MSE after 32 steps must agree with the

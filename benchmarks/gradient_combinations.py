@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from minireptile.commands.compare import default_backend
-from minireptile.diagnostics import combination_coefficients, diagnose
-from minireptile.evaluate import evaluate_sine
-from minireptile.maml import combination_direction, inner_gradients, parse_combination
+from minireptile.algorithms.diagnostics import combination_coefficients, diagnose
+from minireptile.evaluation.regression import evaluate_sine
+from minireptile.algorithms.maml import combination_direction, inner_gradients, parse_combination
 from minireptile.mlp import MLPSpec, init_params
 from minireptile.optim import InnerOptimizer
 from minireptile.reptile import epsilon_schedule

@@ -30,8 +30,8 @@ import time
 import numpy as np
 
 from minireptile import InnerOptimizer, MLPSpec, ReptileConfig, get_backend, init_params, meta_train
-from minireptile.episodes import EpisodeConfig, block_iters_for, full_batch_plan, sample_episodes, train_block
-from minireptile.fewshot import evaluate_episodes, score_schedule
+from minireptile.tasks.episodes import EpisodeConfig, block_iters_for, full_batch_plan, sample_episodes, train_block
+from minireptile.evaluation.fewshot import evaluate_episodes, score_schedule
 from minireptile.tasks import stream_rng
 
 # the command's defaults (minireptile/commands/omniglot.py)

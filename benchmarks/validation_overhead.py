@@ -20,7 +20,7 @@ import numpy as np
 
 from minireptile import InnerOptimizer, MLPSpec, get_backend, get_preset, init_params, reference, sine_block
 from minireptile import validation as check
-from minireptile.backends import _numpy_train_chunk
+from minireptile.backends.base import _numpy_train_chunk
 
 
 def per_call(fn, number: int) -> float:
@@ -49,7 +49,7 @@ def main() -> None:
         if name == "numpy":
             raw_inner, raw_chunk = reference.inner_loop, _numpy_train_chunk  # reference validates itself
         else:
-            module = importlib.import_module(f"minireptile.{name}_backend")
+            module = importlib.import_module({"numba": "minireptile.backends.numba_cpu", "cuda": "minireptile.backends.cuda"}[name])
             raw_inner, raw_chunk = module.inner_loop, module.train_chunk
         validated.warmup(spec, np.float32, opt)
         cases = {

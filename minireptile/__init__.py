@@ -3,15 +3,34 @@
 Pipeline (data flows one way): task sampling on the host (:mod:`minireptile.tasks`) → inner loop,
 one call per meta-batch (:mod:`minireptile.reference` and the compiled backends chosen in
 :mod:`minireptile.backends`) → outer update (:mod:`minireptile.reptile`) → evaluation
-(:mod:`minireptile.evaluate`). Importing minireptile imports neither numba.cuda nor any optional
-extra.
+(:mod:`minireptile.evaluation`) → commands (:mod:`minireptile.commands`, :mod:`minireptile.cli`).
+Importing minireptile imports neither numba.cuda nor any optional extra.
+
+Import layers
+-------------
+A module imports only from the layers above its own, or from earlier modules of its own layer
+(a layer's modules are listed in their allowed order; a subpackage counts as one module of its
+layer, and imports within it may go in any order that has no cycle). ``tests/test_imports.py``
+reads this table and checks it on the source, without importing anything.
+
+    core        _version errors mlp optim config validation reference reptile checkpoint
+    tasks       tasks
+    backends    backends
+    algorithms  algorithms
+    evaluation  evaluation
+    commands    commands cli __main__
+
+The core holds the three files a reader starts with: the flat parameter layout (``mlp``), the
+NumPy reference forward/backward and inner loop (``reference``) and Reptile's outer update and
+training driver (``reptile``), with the pieces they need (errors, optimizer settings, the frozen
+``ReptileConfig``, the one validation module, atomic checkpoints). The training driver takes its
+backend as an argument, so the core never imports a backend.
 """
 
-__version__ = "0.1.0.dev0"
-
+from ._version import __version__
 from .backends import BACKENDS, get_backend
 from .errors import BackendUnavailableError, CheckpointError, DivergenceError
-from .evaluate import EVAL_STEPS, EvalResult, adapt_and_score, evaluate_sine, mean_ci95
+from .evaluation import EVAL_STEPS, EvalResult, adapt_and_score, evaluate_sine, mean_ci95
 from .mlp import MLPSpec, init_params, unflatten
 from .optim import AdamState, InnerOptimizer, InnerResult
 from .reference import forward, inner_loop, loss, loss_and_grad

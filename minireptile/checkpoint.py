@@ -93,7 +93,7 @@ def save_checkpoint(path, theta: np.ndarray, config: dict, iteration: int,
     OSError
         The file cannot be written (the previous checkpoint at ``path``, if any, is untouched).
     """
-    from . import __version__
+    from ._version import __version__
 
     theta = np.asarray(theta)
     if theta.ndim != 1 or theta.dtype not in (np.float32, np.float64):

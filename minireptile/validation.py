@@ -43,6 +43,7 @@ import numbers
 
 import numpy as np
 
+from .config import ReptileConfig
 from .mlp import MLPSpec
 from .optim import AdamState, InnerOptimizer
 
@@ -368,8 +369,6 @@ def warmup_args(spec_, dtype, opt):
 def meta_train_args(spec_, theta, sample_block, block_iters, config, backend, start, stop, state, callback,
                     chunk_iters, check_finite=True):
     """meta_train's arguments. Returns (theta, block_iters, start, stop, state, chunk_iters)."""
-    from .reptile import ReptileConfig
-
     spec(spec_)
     if not isinstance(config, ReptileConfig):
         raise TypeError(f"config: expected a ReptileConfig, got {type(config).__name__}")

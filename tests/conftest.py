@@ -2,7 +2,7 @@
 
 import os
 
-# CUDA: tests/test_cuda_backend.py runs in numba's CUDA simulator unless MINIREPTILE_TEST_GPU=1 (then
+# CUDA: tests/backends/test_cuda.py runs in numba's CUDA simulator unless MINIREPTILE_TEST_GPU=1 (then
 # on the GPU). numba.cuda reads NUMBA_ENABLE_CUDASIM once, when it is first imported, so it is set
 # here, before pytest imports any test module (minireptile itself never imports numba.cuda).
 if os.environ.get("MINIREPTILE_TEST_GPU") == "1":

@@ -7,4 +7,4 @@ them. A backend module that exists but fails to import makes those tests fail, n
 import importlib.util
 
 CPU_BACKENDS = ["numpy"] + [name for name in ("numba",)
-                            if importlib.util.find_spec(f"minireptile.{name}_backend") is not None]
+                            if importlib.util.find_spec({"numba": "minireptile.backends.numba_cpu"}[name]) is not None]

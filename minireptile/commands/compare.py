@@ -1,10 +1,10 @@
 """``minireptile compare``: Reptile, FOMAML and MAML on the same task stream, the MAML paper's table.
 
-Pipeline: one stream of training tasks (``task_families.family_block``: every algorithm sees the
+Pipeline: one stream of training tasks (``tasks.families.family_block``: every algorithm sees the
 same tasks, K support + K query points each) → each algorithm trains its own θ from the same θ0:
 
     maml      exact second-order MAML, one inner SGD step α on the K support points, outer
-              Adam on the query loss (minireptile.maml; the MAML paper's protocol)
+              Adam on the query loss (minireptile.algorithms.maml; the MAML paper's protocol)
     fomaml    the same without the Hessian terms (first-order MAML; supervised-reptile's
               --foml-tail with k = 2: one step on the support set, gradient on the disjoint tail)
     reptile   Reptile with SGD inner steps over all 2K points of the task (the backend's
@@ -27,16 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import BACKENDS, get_backend
-from ..cli import nonnegative_float, positive_float, positive_int
 from ..errors import BackendUnavailableError
-from ..evaluate import adapt_and_score
-from ..maml import MAMLConfig, meta_train_maml
+from ..algorithms.maml import MAMLConfig, meta_train_maml
+from ..evaluation.regression import adapt_and_score
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
 from ..reference import forward
 from ..reptile import ReptileConfig, meta_train
-from ..task_families import FAMILIES, TaskFamily, family_block, family_eval_tasks, support_query_plan
-from ..tasks import INIT, TRAIN, block_iters_for, epoch_plan, get_preset, stream_rng
+from ..tasks.families import FAMILIES, TaskFamily, family_block, family_eval_tasks, support_query_plan
+from ..tasks.sine import block_iters_for, get_preset
+from ..tasks.streams import INIT, TRAIN, epoch_plan, stream_rng
+from .common import nonnegative_float, positive_float, positive_int
 
 ALGORITHMS = ("reptile", "fomaml", "maml", "joint", "random")
 LABELS = {"reptile": "Reptile", "fomaml": "FOMAML", "maml": "MAML", "joint": "joint training (k=1)",

@@ -1,10 +1,10 @@
 """``minireptile omniglot``: meta-train a softmax MLP on N-way K-shot Omniglot episodes, evaluate.
 
-Pipeline: the data (:mod:`minireptile.datasets`: zips or folders → cached 28x28 arrays, disjoint
+Pipeline: the data (:mod:`minireptile.tasks.omniglot`: zips or folders → cached 28x28 arrays, disjoint
 meta-train / meta-test characters, meta-train augmented by 90° rotations) → blocks of meta-training
-episodes sampled on the host (:mod:`minireptile.episodes`) → the backend's ``train_chunk`` (inner
+episodes sampled on the host (:mod:`minireptile.tasks.episodes`) → the backend's ``train_chunk`` (inner
 loops + the Reptile update) → evaluation on ``--eval-episodes`` held-out episodes fixed by the seed
-(:mod:`minireptile.fewshot`): query accuracy and loss after 0, 1, 2, 3, 5, 10, … inner steps
+(:mod:`minireptile.evaluation.fewshot`): query accuracy and loss after 0, 1, 2, 3, 5, 10, … inner steps
 (``--every-step``: each step) for the meta-learned θ and for a freshly initialised network per episode
 trained the same way, and pixel 1-nearest-neighbour accuracy → a results table, a checkpoint, an
 optional JSON summary.
@@ -27,22 +27,21 @@ import numpy as np
 
 from ..backends import BACKENDS, get_backend
 from ..checkpoint import atomic_write, save_checkpoint
-from ..cli import (EXIT_DIVERGED, int_at_least, nonnegative_float, nonnegative_int, positive_float, positive_int,
-                   unit_interval)
-from ..datasets import omniglot_split, with_rotations
-from ..episodes import (EpisodeConfig, block_iters_for, full_batch_plan, minibatch_plan, sample_episodes,
-                        train_block)
-from ..fewshot import evaluate_episodes, nearest_neighbour_episodes, score_schedule
 from ..errors import DivergenceError
-from ..evaluate import mean_ci95
+from ..evaluation.fewshot import evaluate_episodes, nearest_neighbour_episodes, score_schedule
+from ..evaluation.regression import mean_ci95
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
 from ..reptile import ReptileConfig, meta_train
-from ..tasks import EVAL, INIT, stream_rng
-from .sine import Progress, versions
+from ..tasks.episodes import (EpisodeConfig, block_iters_for, full_batch_plan, minibatch_plan, sample_episodes,
+                              train_block)
+from ..tasks.omniglot import omniglot_split, with_rotations
+from ..tasks.streams import EVAL, INIT, stream_rng
+from .common import (EXIT_DIVERGED, Progress, int_at_least, nonnegative_float, nonnegative_int, positive_float,
+                     positive_int, unit_interval, versions)
 
 # the compiled CPU backend when it is part of this installation, as `minireptile sine`
-DEFAULT_BACKEND = "numba" if importlib.util.find_spec("minireptile.numba_backend") is not None else "numpy"
+DEFAULT_BACKEND = "numba" if importlib.util.find_spec("minireptile.backends.numba_cpu") is not None else "numpy"
 EVAL_EPISODES, EVAL_PLAN, EVAL_INIT = 0, 1, 2   # sub-keys of the EVAL stream
 
 

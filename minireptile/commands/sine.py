@@ -15,24 +15,23 @@ with a checkpoint (exit 130 / 143); a divergence writes the last finite θ (exit
 from __future__ import annotations
 
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..backends import BACKENDS, get_backend
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..cli import (EXIT_DIVERGED, FlagError, Interruptible, int_at_least, nonnegative_float, nonnegative_int,
-                   positive_float, positive_int, unit_interval)
 from ..errors import CheckpointError, DivergenceError
-from ..evaluate import EVAL_STEPS, adapted_predictions, evaluate_sine
+from ..evaluation.regression import EVAL_STEPS, adapted_predictions, evaluate_sine
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
 from ..reptile import ReptileConfig, meta_train
-from ..tasks import EVAL, INIT, PLOT, PRESETS, block_iters_for, get_preset, sine_block, sine_eval_tasks, stream_rng
+from ..tasks.sine import PRESETS, block_iters_for, get_preset, sine_block, sine_eval_tasks
+from ..tasks.streams import EVAL, INIT, PLOT, stream_rng
+from .common import (EXIT_DIVERGED, FlagError, Interruptible, Progress, int_at_least, nonnegative_float,
+                     nonnegative_int, positive_float, positive_int, set_threads, unit_interval, versions)
 
 DEFAULT_BACKEND = "numba"
 # Seed 1 rather than 0: with 1000 held-out tasks, seeds 0-5 of the gist protocol give meta-learned MSE after
@@ -177,52 +176,12 @@ def resumed_config(args, ck: dict) -> dict:
     return cfg
 
 
-class Progress:
-    """Prints a progress line every ``every`` seconds: iteration, ε, running loss, it/s, ETA."""
-
-    def __init__(self, total: int, start: int, config: ReptileConfig, quiet: bool, every: float = 2.0):
-        self.total, self.start, self.config, self.quiet, self.every = total, start, config, quiet, every
-        self.t0 = self.last = time.perf_counter()
-        self.running = None
-
-    def __call__(self, it, theta, losses, state) -> None:
-        for value in losses:  # exponential moving average of the inner training loss
-            self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
-        now = time.perf_counter()
-        if self.quiet or (now - self.last < self.every and it < self.total):
-            return
-        self.last = now
-        rate = (it - self.start) / max(now - self.t0, 1e-9)
-        eps = self.config.eps0 + (self.config.eps_final - self.config.eps0) * it / self.config.iters
-        eta = (self.total - it) / rate if rate > 0 else float("inf")
-        print(f"iter {it:>7d}/{self.total}  eps {eps:.4f}  train loss {self.running:.4f}  "
-              f"{rate:,.0f} it/s  ETA {eta:.0f}s", flush=True)
-
-
 def results_table(steps, meta, random) -> str:
     """Plain-text table: steps × (meta-learned, random init) mean ± 95% CI."""
     lines = [f"{'steps':>5}  {'meta-learned MSE':>20}  {'random-init MSE':>20}"]
     for s, mm, mc, rm, rc in zip(steps, meta.mean, meta.ci95, random.mean, random.ci95):
         lines.append(f"{s:>5d}  {mm:>10.4f} ± {mc:<7.4f}  {rm:>10.4f} ± {rc:<7.4f}")
     return "\n".join(lines)
-
-
-def set_threads(flag: str, n: int) -> None:
-    """numba.set_num_threads(n), or a FlagError naming ``flag`` if n exceeds numba's thread pool."""
-    import numba
-
-    if n > numba.config.NUMBA_NUM_THREADS:
-        raise FlagError(flag, f"expected at most {numba.config.NUMBA_NUM_THREADS} threads (NUMBA_NUM_THREADS), got {n}")
-    numba.set_num_threads(n)
-
-
-def versions() -> dict:
-    import numba
-    import scipy
-
-    return {"minireptile": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "scipy": scipy.__version__, "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine()}
 
 
 def run(args) -> int:

@@ -20,7 +20,7 @@ parallel (``prange`` over tasks; one task runs without a parallel region), then 
 θ + ε·(mean φ − θ) and the carried Adam state, reduced over tasks in task order. Results do not
 depend on the number of threads (bitwise) and equal the reference to rounding (tests: ≤ 1e-10
 relative in float64 after 32 inner steps, ≤ 1e-4 in float32). The kernels are in
-:mod:`minireptile._numba_kernels`; their per-element math in :mod:`minireptile.kernel_math`.
+:mod:`minireptile.backends.numba_kernels`; their per-element math in :mod:`minireptile.backends.kernel_math`.
 
 Compile cost: one signature per dtype (activation, loss and optimizer are integer codes chosen
 at run time, unused targets come as small dummies), cached on disk (``cache=True``), so the
@@ -55,8 +55,8 @@ import numba
 import numpy as np
 
 from . import kernel_math as km
-from .mlp import MLPSpec
-from .optim import AdamState, InnerOptimizer, InnerResult
+from ..mlp import MLPSpec
+from ..optim import AdamState, InnerOptimizer, InnerResult
 
 THREADING_LAYER = "threadsafe"
 
@@ -83,10 +83,10 @@ def select_threading_layer() -> str:
 
 
 _KERNELS = None
-# Source files whose code numba inlines into the cached kernels of _numba_kernels.py. Numba keys a
+# Source files whose code numba inlines into the cached kernels of numba_kernels.py. Numba keys a
 # cached function on its own file's time stamp only, so after an edit of one of these the stale
 # machine code would be loaded; _refresh_cache() drops the kernels' cache index instead.
-_INLINED_SOURCES = ("kernel_math.py", "_numba_simd.py")
+_INLINED_SOURCES = ("kernel_math.py", "numba_simd.py")
 
 
 def _refresh_cache(kernels) -> None:
@@ -97,14 +97,14 @@ def _refresh_cache(kernels) -> None:
         with open(os.path.join(here, name), "rb") as f:
             digest.update(f.read())
     cache_dir = kernels.run_chunk._cache.cache_path
-    stamp = os.path.join(cache_dir, "_numba_kernels.inlined-sources.sha256")
+    stamp = os.path.join(cache_dir, "numba_kernels.inlined-sources.sha256")
     try:
         with open(stamp) as f:
             if f.read() == digest.hexdigest():
                 return
     except OSError:
         pass
-    for index in glob.glob(os.path.join(glob.escape(cache_dir), "_numba_kernels.*.nbi")):
+    for index in glob.glob(os.path.join(glob.escape(cache_dir), "numba_kernels.*.nbi")):
         with contextlib.suppress(OSError):
             os.remove(index)
     with contextlib.suppress(OSError):
@@ -116,7 +116,7 @@ def _kernels():
     """The kernel module, imported (and its on-disk cache checked) on first use."""
     global _KERNELS
     if _KERNELS is None:
-        from . import _numba_kernels
+        from . import numba_kernels as _numba_kernels
 
         _refresh_cache(_numba_kernels)
         _KERNELS = _numba_kernels
@@ -304,7 +304,7 @@ def warmup(spec: MLPSpec, dtype, opt: InnerOptimizer) -> float:
 
 def backend():
     """The numba :class:`~minireptile.backends.Backend` (selects a thread-safe threading layer)."""
-    from .backends import Backend
+    from .base import Backend
 
     select_threading_layer()
     _kernels()

@@ -21,7 +21,7 @@ from minireptile import (BackendUnavailableError, InnerOptimizer, MLPSpec, epsil
                          get_preset, init_params, sine_block, stream_rng)
 from minireptile.tasks import INIT
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from peers import check_inputs  # noqa: E402
 
 GIST = get_preset("gist")

@@ -57,7 +57,7 @@ def test_compare_rejects_bad_flags_with_one_line(flags, message, capsys):
 
 def test_outlier_notes_count_diverged_adaptations():
     from minireptile.commands.compare import outlier_notes
-    from minireptile.evaluate import EvalResult
+    from minireptile.evaluation.regression import EvalResult
     losses = np.ones((600, 3))
     losses[:4, 2] = 1e6                                         # four tasks blow up after 5 steps
     r = EvalResult((0, 1, 5), losses, losses.mean(axis=0), np.zeros(3))

@@ -23,60 +23,17 @@ run; the wrapper calls it after the generic checks. The wrapped functions take o
 
 from __future__ import annotations
 
-import functools
 import importlib
-from typing import Callable, NamedTuple
 
-from . import reference
-from . import validation as check
-from .errors import BackendUnavailableError
-from .reptile import train_chunk_generic
+from ..errors import BackendUnavailableError
+from .base import Backend, numpy_backend, validated
+
+__all__ = ["BACKENDS", "Backend", "get_backend", "validated"]
 
 BACKENDS = ("numpy", "numba", "cuda")
 
 # backend name -> module that defines inner_loop / train_chunk / warmup
-_MODULES = {"numba": "minireptile.numba_backend", "cuda": "minireptile.cuda_backend"}
-
-
-class Backend(NamedTuple):
-    name: str
-    inner_loop: Callable
-    train_chunk: Callable
-    warmup: Callable
-
-
-def _numpy_train_chunk(spec, theta, X, Y, plans, eps, opt, state=None):
-    return train_chunk_generic(reference.inner_loop, spec, theta, X, Y, plans, eps, opt, state)
-
-
-def _numpy_warmup(spec, dtype, opt) -> float:
-    return 0.0
-
-
-def validated(backend: Backend, check_sizes: Callable | None = None) -> Backend:
-    """``backend`` with its three functions behind the argument checks of :mod:`minireptile.validation`."""
-    inner_loop, train_chunk, warmup = backend.inner_loop, backend.train_chunk, backend.warmup
-
-    @functools.wraps(inner_loop)
-    def checked_inner_loop(spec, theta, X, Y, plan, opt, state=None, *, check_finite=True, **kwargs):
-        theta, X, Y, plan, state = check.inner_loop_args(spec, theta, X, Y, plan, opt, state, check_finite)
-        if check_sizes is not None:
-            check_sizes(spec, plan.shape[0], X.shape[1], plan.shape[1], plan.shape[2], theta.dtype)
-        return inner_loop(spec, theta, X, Y, plan, opt, state, **kwargs)
-
-    @functools.wraps(train_chunk)
-    def checked_train_chunk(spec, theta, X, Y, plans, eps, opt, state=None, *, check_finite=True, **kwargs):
-        theta, X, Y, plans, eps, state = check.train_chunk_args(spec, theta, X, Y, plans, eps, opt, state,
-                                                                check_finite)
-        if check_sizes is not None:
-            check_sizes(spec, plans.shape[1], X.shape[2], plans.shape[2], plans.shape[3], theta.dtype)
-        return train_chunk(spec, theta, X, Y, plans, eps, opt, state, **kwargs)
-
-    @functools.wraps(warmup)
-    def checked_warmup(spec, dtype, opt, **kwargs):
-        return warmup(*check.warmup_args(spec, dtype, opt), **kwargs)
-
-    return Backend(backend.name, checked_inner_loop, checked_train_chunk, checked_warmup)
+_MODULES = {"numba": "minireptile.backends.numba_cpu", "cuda": "minireptile.backends.cuda"}
 
 
 def get_backend(name: str) -> Backend:
@@ -95,9 +52,7 @@ def get_backend(name: str) -> Backend:
         install or which backend to use instead.
     """
     if name == "numpy":
-        # reference.inner_loop validates its own arguments; the wrapper adds the chunk's checks
-        numpy = validated(Backend("numpy", reference.inner_loop, _numpy_train_chunk, _numpy_warmup))
-        return numpy._replace(inner_loop=reference.inner_loop)
+        return numpy_backend()
     if name not in _MODULES:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
     try:

@@ -7,7 +7,7 @@ Contract
 over tasks) and then, if asked, applies the Reptile update θ ← θ + ε·(mean_i φ_i − θ). With
 ``iters = 1`` and no update it is the backend's ``inner_loop``. The math is that of
 :mod:`minireptile.reference` (the oracle the tests compare against); per-element functions
-(activation, its derivative, tanh, the Adam update) come from :mod:`minireptile.kernel_math`.
+(activation, its derivative, tanh, the Adam update) come from :mod:`minireptile.backends.kernel_math`.
 
 Layout (B = minibatch, L = layers, P = parameters, A = B·sum(sizes)):
 
@@ -23,12 +23,12 @@ results. No random numbers are drawn: minibatches come in as an index plan.
 
 How it is fast (gist net 1-64-64-1, minibatch 10, on a 2-core AVX-512 EPYC; docs/benchmarks.md):
 
-* The products are register-tiled LLVM vector code (:func:`minireptile._numba_simd.gemm`): the
+* The products are register-tiled LLVM vector code (:func:`minireptile.backends.numba_simd.gemm`): the
   forward ``z = a·Wᵀ`` reads Wᵀ (in, out), the input gradient ``da = dz·W`` reads W (out, in), so a
   layer that needs both keeps both, and SGD updates both from the same fused-multiply-add chains
   (``W`` and ``Wᵀ`` stay exact transposes); Adam updates W and copies it into Wᵀ. A layer with a
   narrow output (fan_out < 8, the regression head) uses vectorised dot products on W instead.
-* tanh is :func:`minireptile.kernel_math.tanh_f32` / ``tanh_f64``, which vectorise (no SVML here:
+* tanh is :func:`minireptile.backends.kernel_math.tanh_f32` / ``tanh_f64``, which vectorise (no SVML here:
   ``math.tanh`` is a scalar libm call). ``error_model="numpy"`` drops the zero-division checks.
 * Elementwise loops index 2-D views (``view2d``) or 1-D slices, never ``array[offset + i]``: a
   signed offset keeps Numba's negative-index wraparound in the loop and LLVM from vectorising it.
@@ -42,7 +42,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from . import kernel_math as km
-from ._numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, view2d
+from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, view2d
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
 
@@ -327,7 +327,7 @@ def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht,
         if n == 1:
             _run_task(0, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
                       X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)
-        else:  # the caller sets numba's chunk size to 1 task (see numba_backend._call)
+        else:  # the caller sets numba's chunk size to 1 task (see numba_cpu._call)
             for i in prange(n):
                 _run_task(i, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
                           X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)

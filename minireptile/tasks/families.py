@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tasks import EVAL, PRESETS, TRAIN, SinePreset, epoch_plan, sample_sine_params, stream_rng
+from .sine import PRESETS, SinePreset, sample_sine_params
+from .streams import EVAL, TRAIN, epoch_plan, stream_rng
 
 TORCHMETA_FAMILIES = ("sinusoid", "harmonic", "sinusoid-and-line")
 

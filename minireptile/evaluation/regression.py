@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from . import reference
-from . import validation as check
-from .errors import DivergenceError
-from .optim import AdamState, InnerOptimizer
+from .. import reference
+from .. import validation as check
+from ..errors import DivergenceError
+from ..optim import AdamState, InnerOptimizer
 
 EVAL_STEPS = (0, 1, 2, 4, 8, 16, 32)
 

@@ -20,7 +20,7 @@ backend sees exactly the same episodes:
 :func:`train_block` puts the three together for :func:`minireptile.reptile.meta_train`.
 
 Meta-train and meta-test classes are disjoint by construction: they are two different labelled
-sets (see :func:`minireptile.datasets.omniglot_split`); this module never mixes them.
+sets (see :func:`minireptile.tasks.omniglot.omniglot_split`); this module never mixes them.
 Options follow openai/supervised-reptile: meta-train episodes may have more shots than evaluation
 ones (``--train-shots``), and minibatches are drawn without replacement (shuffled epochs, which may
 straddle an epoch boundary) or with replacement (each minibatch a fresh random subset).
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tasks import TRAIN, epoch_plan, stream_rng
+from .streams import TRAIN, epoch_plan, stream_rng
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def minibatch_plan(rng: np.random.Generator, n_tasks: int, n_points: int, steps:
     rng : numpy.random.Generator
     n_tasks, n_points, steps, batch : int
     replacement : bool
-        False: shuffled epochs cut into minibatches (:func:`minireptile.tasks.epoch_plan`; a batch
+        False: shuffled epochs cut into minibatches (:func:`minireptile.tasks.streams.epoch_plan`; a batch
         may straddle two epochs). True: every minibatch is an independent random subset of
         ``batch`` distinct points (``batch <= n_points``), as supervised-reptile's ``--replacement``.
 

@@ -8,7 +8,7 @@ GPU, and is tested against them. It is the ONLY module of minireptile that impor
 and it does so on first use (:func:`backend`), never at import time, so a later switch of CUDA
 compiler (numba-cuda is in maintenance mode) touches this one file. The per-element math
 (activation, its derivative, the Adam update) is the plain functions of
-:mod:`minireptile.kernel_math`, compiled here with ``cuda.jit(device=True)``.
+:mod:`minireptile.backends.kernel_math`, compiled here with ``cuda.jit(device=True)``.
 
 Thread/block layout
 -------------------
@@ -70,7 +70,7 @@ Without numba-cuda, without a GPU and driver, or without libNVVM, :func:`backend
 :class:`~minireptile.errors.BackendUnavailableError` with one line (what is missing, what to
 install, which backend to use instead). Kernels are compiled once per dtype at the first launch
 (:func:`warmup`) and cached by numba (``cache=True``); numba keys that cache on this file only, so
-after editing kernel_math.py delete ``minireptile/__pycache__/cuda_backend*.nbi/.nbc``.
+after editing kernel_math.py delete ``minireptile/backends/__pycache__/cuda*.nbi/.nbc``.
 """
 
 from __future__ import annotations
@@ -86,10 +86,10 @@ import numpy as np
 from numba import float32, float64
 
 from . import kernel_math as km
-from .backends import Backend
-from .errors import BackendUnavailableError, missing_extra
-from .mlp import MLPSpec
-from .optim import AdamState, InnerOptimizer, InnerResult
+from .base import Backend
+from ..errors import BackendUnavailableError, missing_extra
+from ..mlp import MLPSpec
+from ..optim import AdamState, InnerOptimizer, InnerResult
 
 SHARED_MEMORY_BYTES = 48 * 1024  # portable per-block limit (no opt-in attribute needed)
 MAX_THREADS = 128                # default block size cap: see 'Registers' in the module docstring
@@ -191,7 +191,7 @@ def _load() -> _Kernels:
 
 
 def device_functions(cuda_module) -> dict:
-    """CUDA device versions of every plain function in :mod:`minireptile.kernel_math`.
+    """CUDA device versions of every plain function in :mod:`minireptile.backends.kernel_math`.
 
     Each is compiled from the same source with ``cuda.jit(device=True)``; their globals are a copy
     of kernel_math's namespace in which the other kernel_math functions are replaced by their

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write
-from .errors import missing_extra
+from ..checkpoint import atomic_write
+from ..errors import missing_extra
 
 CACHE_VERSION = 1
 RESAMPLE = "lanczos"

@@ -23,13 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-# purposes for SeedSequence spawn keys
-INIT, TRAIN, EVAL, PLOT = 0, 1, 2, 3
-
-
-def stream_rng(seed: int, *key: int) -> np.random.Generator:
-    """Generator for one purpose of a run: ``SeedSequence(seed, spawn_key=key)``."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=tuple(key))))
+from .streams import TRAIN, epoch_plan, stream_rng
 
 
 @dataclass(frozen=True)
@@ -117,7 +111,7 @@ PRESETS: dict[str, SinePreset] = {
         eval_from_grid=False,
     ),
     # The MAML paper's sine protocol (Finn et al. 2017, §5.1): K = 10, ONE inner SGD step α = 0.01,
-    # 1-40-40-1 relu, meta-batch 25, 70000 iterations (outer Adam 1e-3: minireptile.maml).
+    # 1-40-40-1 relu, meta-batch 25, 70000 iterations (outer Adam 1e-3: minireptile.algorithms.maml).
     # cbfinn/maml computes A·sin(x − φ), φ ~ U[0, π]: the same distribution as A·sin(x + b),
     # b ~ U[−π, 0], which is what this range says. Its --update_lr defaults to 1e-3, not the
     # paper's 0.01. With one inner step, Reptile on this preset is joint training (pass
@@ -156,23 +150,6 @@ def sample_sine_params(rng: np.random.Generator, n_tasks: int, preset: SinePrese
 def sine_values(amp: np.ndarray, phase: np.ndarray, x: np.ndarray) -> np.ndarray:
     """A·sin(x + b) for per-task A, b (n,) and points x (n, m) or (m,): shape (n, m)."""
     return amp[:, None] * np.sin(x + phase[:, None])
-
-
-def epoch_plan(rng: np.random.Generator, n_tasks: int, n_points: int, steps: int, batch: int) -> np.ndarray:
-    """Minibatch index plan: shuffled epochs over the points, cut into ``steps`` batches.
-
-    Each task walks through fresh random permutations of ``range(n_points)``, as many as
-    ``steps * batch`` indices need, so with ``steps * batch == n_points`` every point is used
-    once (the gist's one epoch).
-
-    Returns
-    -------
-    plan : ndarray of int64, shape (n_tasks, steps, batch)
-    """
-    n_epochs = -(-steps * batch // n_points)
-    keys = rng.random((n_tasks, n_epochs, n_points))
-    perm = np.argsort(keys, axis=-1, kind="stable").reshape(n_tasks, n_epochs * n_points)
-    return np.ascontiguousarray(perm[:, : steps * batch].reshape(n_tasks, steps, batch), dtype=np.int64)
 
 
 def sample_sine_tasks(

@@ -10,14 +10,14 @@ and MAML (Finn, Abbeel & Levine 2017) follows the gradient of the query loss aft
 
     g_MAML = d L_q(φ_k) / dθ = (I − α H_0(φ_0)) ⋯ (I − α H_k−1(φ_k−1)) ∇L_q(φ_k)
 
-computed backwards, one Hessian-vector product per inner step (:mod:`minireptile.hvp`, no
+computed backwards, one Hessian-vector product per inner step (:mod:`minireptile.algorithms.hvp`, no
 autograd): v ← ∇L_q(φ_k); for s = k−1 … 0: v ← v − α H_s(φ_s)·v. Dropping the Hessian terms
 leaves first-order MAML, g = ∇L_q(φ_k).
 
 FOMAML as openai/supervised-reptile runs it (``--foml``) is the first-order gradient where the
 query is the *last* of k inner minibatches: k−1 steps, then the gradient at φ_k−1 on minibatch k
 (:func:`fomaml_gradient`). ``--foml-tail`` makes that last minibatch a separate one, disjoint
-from the points of the first k−1 (``task_families.tail_plan`` draws such plans).
+from the points of the first k−1 (``tasks.families.tail_plan`` draws such plans).
 
 The outer optimizer for MAML is Adam on plain arrays (as the MAML paper), in
 :func:`meta_train_maml`. :func:`inner_gradients` and :func:`combination_direction` give the
@@ -38,10 +38,10 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import reference
-from .errors import DivergenceError
+from .. import reference
+from ..errors import DivergenceError
+from ..optim import AdamState, InnerOptimizer
 from .hvp import batched_loss_grad_hvp
-from .optim import AdamState, InnerOptimizer
 
 
 class MetaGradient(NamedTuple):
@@ -149,7 +149,7 @@ def fomaml_gradient(spec, theta, X, Y, plan, lr, backend=None) -> MetaGradient:
 
     k−1 SGD steps on ``plan[:, :-1]``, then ∇L_k(φ_k−1) on ``plan[:, -1]``; supervised-reptile's
     update ``φ_k − φ_k−1`` is −α times this. With a plan whose last minibatch is disjoint from the
-    others (``task_families.tail_plan``) this is ``--foml-tail``.
+    others (``tasks.families.tail_plan``) this is ``--foml-tail``.
 
     Parameters
     ----------

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minireptile import AdamState, InnerOptimizer, MLPSpec, get_backend, init_params, reference
-from minireptile.episodes import (EpisodeConfig, class_table, full_batch_plan, gather, minibatch_plan,
+from minireptile.tasks.episodes import (EpisodeConfig, class_table, full_batch_plan, gather, minibatch_plan,
                                   sample_episodes, train_block)
-from minireptile.fewshot import (adapt_and_classify, evaluate_episodes, nearest_neighbour_accuracy, query_scores,
+from minireptile.evaluation.fewshot import (adapt_and_classify, evaluate_episodes, nearest_neighbour_accuracy, query_scores,
                                  score_schedule)
 from minireptile.tasks import stream_rng
 

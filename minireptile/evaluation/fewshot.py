@@ -2,7 +2,7 @@
 
 Contract
 --------
-For ``n`` held-out episodes (:mod:`minireptile.episodes`) and a start point — the meta-learned θ
+For ``n`` held-out episodes (:mod:`minireptile.tasks.episodes`) and a start point — the meta-learned θ
 (P,), or one freshly initialised θ per episode (n, P) for the random-init baseline — run the inner
 loop on each episode's support set with the backend and, after each scored number of steps
 (every step 0, 1, …, S, or a sparser :func:`score_schedule`; one backend call per interval, the
@@ -10,7 +10,7 @@ Adam state handed on), record each episode's query loss (softmax cross-entropy) 
 accuracy. The pixel
 nearest-neighbour baseline labels each query example with the label of the closest support
 example in Euclidean distance. Per-episode numbers are averaged with Student-t 95% confidence
-intervals (:func:`minireptile.evaluate.mean_ci95`).
+intervals (:func:`minireptile.evaluation.regression.mean_ci95`).
 
 Shapes (n = episodes, s = ways*shots support points, q = ways*queries query points):
 
@@ -28,10 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from .episodes import gather
-from .evaluate import mean_ci95
-from .mlp import MLPSpec
-from .optim import AdamState, InnerOptimizer
+from ..mlp import MLPSpec
+from ..optim import AdamState, InnerOptimizer
+from ..tasks.episodes import gather
+from .regression import mean_ci95
 
 
 def query_scores(spec: MLPSpec, phi: np.ndarray, X: np.ndarray, Y: np.ndarray):

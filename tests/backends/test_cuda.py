@@ -5,7 +5,7 @@ How these tests run
 ``tests/conftest.py`` sets ``NUMBA_ENABLE_CUDASIM=1`` before any test module is imported (numba.cuda
 reads it once, at its first import), so a plain ``python -m pytest`` on a machine without a GPU runs
 the real kernel source, thread by thread, in the simulator. ``MINIREPTILE_TEST_GPU=1 python -m pytest
-tests/test_cuda_backend.py`` runs the same tests on a GPU instead. The simulator is slow (one Python
+tests/backends/test_cuda.py`` runs the same tests on a GPU instead. The simulator is slow (one Python
 thread per CUDA thread), so shapes are tiny, blocks are small (``threads_per_block`` 1–8, which also
 makes every thread stride over several work items) and hypothesis draws few examples.
 
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 pytest.importorskip("numba_cuda", reason='numba-cuda is part of the test extra: pip install -e ".[test]"')
 
 from minireptile import AdamState, InnerOptimizer, MLPSpec, get_backend, init_params  # noqa: E402
-from minireptile import cuda_backend as cb  # noqa: E402
+from minireptile.backends import cuda as cb  # noqa: E402
 from minireptile import reference  # noqa: E402
 from minireptile.errors import BackendUnavailableError  # noqa: E402
 from minireptile.reptile import train_chunk_generic  # noqa: E402
@@ -237,7 +237,7 @@ def test_cli_without_gpu_exits_with_one_line():
 
 
 def test_importing_minireptile_never_imports_numba_cuda():
-    code = ("import sys, minireptile, minireptile.cuda_backend, minireptile.kernel_math; "
+    code = ("import sys, minireptile, minireptile.backends.cuda, minireptile.backends.kernel_math; "
             "assert 'numba.cuda' not in sys.modules and 'numba_cuda' not in sys.modules, 'imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -245,7 +245,7 @@ def test_importing_minireptile_never_imports_numba_cuda():
 
 def test_device_functions_are_kernel_math_compiled_for_cuda():
     """The CUDA backend's per-element math is kernel_math's source, not a copy."""
-    from minireptile import kernel_math as km
+    from minireptile.backends import kernel_math as km
 
     cb._load()
     for name in ("activate", "activate_grad", "adam_update"):
@@ -256,7 +256,7 @@ PTX_CHECK = r"""
 import sys
 from numba import cuda
 import numba.cuda.dispatcher as dispatcher
-import minireptile.cuda_backend as cb
+import minireptile.backends.cuda as cb
 
 class Sm90:  # device functions compile for the current device; there is none here: pretend sm_90
     compute_capability = (9, 0)

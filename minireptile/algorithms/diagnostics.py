@@ -22,8 +22,8 @@ a task):
 
 (:func:`expected_directions`; for any combination Σ c_i g_i of inner gradients,
 :func:`combination_coefficients`). :func:`taylor_terms` estimates both terms on a meta-batch with
-Hessian-vector products (:mod:`minireptile.hvp`); :func:`diagnose` relates an actual update to
-them (norms, cosines, and its least-squares coefficients on the two terms). Shapes as :mod:`minireptile.maml`; every plan needs k >= 2 minibatches. NumPy only.
+Hessian-vector products (:mod:`minireptile.algorithms.hvp`); :func:`diagnose` relates an actual update to
+them (norms, cosines, and its least-squares coefficients on the two terms). Shapes as :mod:`minireptile.algorithms.maml`; every plan needs k >= 2 minibatches. NumPy only.
 """
 
 from __future__ import annotations

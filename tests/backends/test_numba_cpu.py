@@ -3,7 +3,7 @@
 Numba compiles one kernel signature per dtype, so every hypothesis test here draws shapes for ONE
 dtype (no new signature per example). Tolerances (max |Δ| / max |reference|): float64 ≤ 1e-10
 after up to 32 inner steps, float32 ≤ 1e-4. 1 and 2 threads must agree bit for bit. Concurrent
-calls from two Python threads are covered by tests/test_concurrency.py.
+calls from two Python threads are covered by tests/commands/test_concurrency.py.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from minireptile import AdamState, InnerOptimizer, MLPSpec, get_backend, get_preset, init_params, reference
-from minireptile import numba_backend
-from minireptile._numba_kernels import tanh_array
-from minireptile._numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, dot_reference, gemm, gemm_reference
+from minireptile.backends import numba_cpu as numba_backend
+from minireptile.backends.numba_kernels import tanh_array
+from minireptile.backends.numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, dot_reference, gemm, gemm_reference
 from minireptile.reptile import train_chunk_generic
 from minireptile.tasks import sine_block
 
@@ -308,7 +308,7 @@ def test_get_backend_numba_returns_the_backend_and_warmup_reports_seconds():
 
 
 def test_the_sine_command_defaults_to_numba_and_checks_the_thread_count():
-    from minireptile.cli import FlagError
+    from minireptile.commands.common import FlagError
     from minireptile.commands import sine
 
     assert sine.DEFAULT_BACKEND == "numba"

@@ -33,7 +33,7 @@ Two versions of the same arithmetic:
 * :func:`loss_grad_hvp` — one task, NumPy over the minibatch, line by line beside
   ``reference.loss_and_grad`` (the oracle; docs and tests read this one).
 * :func:`batched_loss_grad_hvp` — a leading task axis, so a meta-batch costs one set of NumPy
-  calls (used by :mod:`minireptile.maml` and :mod:`minireptile.diagnostics`); tested against the
+  calls (used by :mod:`minireptile.algorithms.maml` and :mod:`minireptile.algorithms.diagnostics`); tested against the
   oracle. With ``v=None`` it is a task-batched ``loss_and_grad``.
 
 Shapes: θ, v (P,) or (n_tasks, P); X (B, d_in) or (n_tasks, B, d_in); Y (B, d_out) float for
@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mlp import MLPSpec, unflatten
-from .reference import _act, _act_grad, _loss_and_dout
+from ..mlp import MLPSpec, unflatten
+from ..reference import _act, _act_grad, _loss_and_dout
 
 
 def _act_grad2(name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:

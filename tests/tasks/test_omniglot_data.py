@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minireptile import datasets
-from minireptile.datasets import find_sources, load_source, omniglot_split, with_rotations
+from minireptile.tasks import omniglot as datasets
+from minireptile.tasks.omniglot import find_sources, load_source, omniglot_split, with_rotations
 
 from fake_omniglot import SMALL1, SMALL2, write_folder, write_small_splits, write_zip
 

@@ -6,13 +6,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from minireptile import InnerOptimizer, MLPSpec, init_params, inner_loop, loss, loss_and_grad, reptile_update
-from minireptile import maml as maml_module
-from minireptile.diagnostics import (combination_coefficients, diagnose, expected_directions, reptile_taylor,
+from minireptile.algorithms import maml as maml_module
+from minireptile.algorithms.diagnostics import (combination_coefficients, diagnose, expected_directions, reptile_taylor,
                                      taylor_terms)
-from minireptile.hvp import batched_loss_grad_hvp, hvp, loss_grad_hvp
-from minireptile.maml import (MAMLConfig, adam_outer_step, combination_direction, fomaml_gradient, gather,
+from minireptile.algorithms.hvp import batched_loss_grad_hvp, hvp, loss_grad_hvp
+from minireptile.algorithms.maml import (MAMLConfig, adam_outer_step, combination_direction, fomaml_gradient, gather,
                               inner_gradients, maml_gradient, meta_train_maml, parse_combination)
-from minireptile.task_families import (FAMILIES, TaskFamily, family_block, family_eval_tasks, support_query_plan,
+from minireptile.tasks.families import (FAMILIES, TaskFamily, family_block, family_eval_tasks, support_query_plan,
                                        tail_plan)
 
 from helpers import central_differences, max_rel_error, mlp_problems

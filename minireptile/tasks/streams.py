@@ -1,0 +1,40 @@
+"""Seeded random streams and minibatch index plans: the host-side randomness every task source uses.
+
+Contract
+--------
+A run's seed is split by purpose with ``SeedSequence(seed, spawn_key=(purpose, ...))``: init
+(``INIT``), training blocks (``TRAIN``, one key per block of outer iterations), evaluation tasks
+(``EVAL``) and plots (``PLOT``). The streams never share random numbers, and block ``b`` of a run
+can be regenerated alone, which makes resumed runs (and distributed workers) see the same tasks.
+Kernels draw no random numbers: everything random is an array made here and passed in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# purposes for SeedSequence spawn keys
+INIT, TRAIN, EVAL, PLOT = 0, 1, 2, 3
+
+
+def stream_rng(seed: int, *key: int) -> np.random.Generator:
+    """Generator for one purpose of a run: ``SeedSequence(seed, spawn_key=key)``."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=tuple(key))))
+
+
+def epoch_plan(rng: np.random.Generator, n_tasks: int, n_points: int, steps: int, batch: int) -> np.ndarray:
+    """Minibatch index plan: shuffled epochs over the points, cut into ``steps`` batches.
+
+    Each task walks through fresh random permutations of ``range(n_points)``, as many as
+    ``steps * batch`` indices need, so with ``steps * batch == n_points`` every point is used
+    once (the gist's one epoch).
+
+    Returns
+    -------
+    plan : ndarray of int64, shape (n_tasks, steps, batch)
+    """
+    n_epochs = -(-steps * batch // n_points)
+    keys = rng.random((n_tasks, n_epochs, n_points))
+    perm = np.argsort(keys, axis=-1, kind="stable").reshape(n_tasks, n_epochs * n_points)
+    return np.ascontiguousarray(perm[:, : steps * batch].reshape(n_tasks, steps, batch), dtype=np.int64)
+
