@@ -91,8 +91,8 @@ def taylor_terms(spec, theta, X, Y, plan) -> TaylorTerms:
 def reptile_taylor(spec, theta, X, Y, plan, lr) -> np.ndarray:
     """Second-order Taylor prediction of each task's Reptile update (θ − φ_k)/α, shape (n_tasks, P).
 
-    Σ_i ḡ_i − α Σ_{j<i} H̄_i ḡ_j; for k = 2 that is g1 + g2 − α·H2·g1. The true update differs
-    from it by O(α²).
+    Σ_i ḡ_i − α Σ_{j<i} H̄_i ḡ_j; for k = 2 that is ḡ_1 + ḡ_2 − α·H̄_2·ḡ_1 (gradients and Hessian at θ,
+    not along the inner path). The true update differs from it by O(α²).
     """
     _check(spec, theta, X, Y, plan)
     lr = _positive_lr(lr)
