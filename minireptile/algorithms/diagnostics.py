@@ -4,7 +4,8 @@ Contract
 --------
 Nichol, Achiam & Schulman (2018, §5) expand the inner loop of k SGD steps on minibatches
 1..k of one task to second order in the step size α. With ḡ_i = ∇L_i(θ) and H̄_i = ∇²L_i(θ),
-all at the initial point θ, the inner-loop gradients g_i = ∇L_i(φ_i−1) satisfy
+all at the initial point θ, the inner-loop gradients g_i = ∇L_i(φ_{i−1}) (φ_0 = θ, φ_i = φ_{i−1} − α g_i;
+the index convention of docs/notation.md; the paper starts at φ_1 = θ) satisfy
 
     g_i = ḡ_i − α H̄_i Σ_{j<i} ḡ_j + O(α²)
 
@@ -19,6 +20,10 @@ a task):
     E[g_Reptile] = k·AvgGrad − α·k(k−1)/2·AvgGradInner
     E[g_FOMAML]  = AvgGrad − α·(k−1)·AvgGradInner        (k−1 steps, gradient on minibatch k)
     E[g_MAML]    = AvgGrad − 2α·(k−1)·AvgGradInner
+
+Here k counts minibatches for all three (MAML with k steps *and* a query batch has k+1 of them, so
+its coefficient is −2αk). θ moves along −g, hence along +AvgGradInner: towards a larger inner product
+of different minibatches' gradients.
 
 (:func:`expected_directions`; for any combination Σ c_i g_i of inner gradients,
 :func:`combination_coefficients`). :func:`taylor_terms` estimates both terms on a meta-batch with

@@ -2,20 +2,21 @@
 
 Contract
 --------
-For one task with inner minibatches 1..k (``plan``) and a query batch q, SGD adapts θ:
+For one task with inner minibatches i = 1..k (row i−1 of ``plan``) and a query batch q, SGD adapts θ
+(the index convention of docs/notation.md):
 
-    φ_0 = θ,    φ_s+1 = φ_s − α ∇L_s(φ_s)          s = 0 … k−1   (Reptile's inner loop)
+    φ_0 = θ,    φ_i = φ_{i−1} − α ∇L_i(φ_{i−1})          i = 1 … k   (Reptile's inner loop)
 
 and MAML (Finn, Abbeel & Levine 2017) follows the gradient of the query loss after adaptation:
 
-    g_MAML = d L_q(φ_k) / dθ = (I − α H_0(φ_0)) ⋯ (I − α H_k−1(φ_k−1)) ∇L_q(φ_k)
+    g_MAML = d L_q(φ_k) / dθ = (I − α H_1(φ_0)) ⋯ (I − α H_k(φ_{k−1})) ∇L_q(φ_k)
 
 computed backwards, one Hessian-vector product per inner step (:mod:`minireptile.algorithms.hvp`, no
-autograd): v ← ∇L_q(φ_k); for s = k−1 … 0: v ← v − α H_s(φ_s)·v. Dropping the Hessian terms
+autograd): v ← ∇L_q(φ_k); for i = k … 1: v ← v − α H_i(φ_{i−1})·v. Dropping the Hessian terms
 leaves first-order MAML, g = ∇L_q(φ_k).
 
 FOMAML as openai/supervised-reptile runs it (``--foml``) is the first-order gradient where the
-query is the *last* of k inner minibatches: k−1 steps, then the gradient at φ_k−1 on minibatch k
+query is the *last* of k inner minibatches: k−1 steps, then the gradient at φ_{k−1} on minibatch k
 (:func:`fomaml_gradient`). ``--foml-tail`` makes that last minibatch a separate one, disjoint
 from the points of the first k−1 (``tasks.families.tail_plan`` draws such plans).
 
@@ -137,7 +138,7 @@ def maml_gradient(spec, theta, X, Y, plan, query, lr, *, first_order: bool = Fal
     phis = adapt_trajectory(spec, theta, X, Y, plan, lr, backend)
     loss_q, v, _ = batched_loss_grad_hvp(spec, phis[-1], gather(X, query), gather(Y, query))
     if not first_order:
-        for s in range(plan.shape[1] - 1, -1, -1):   # v ← (I − α H_s(φ_s)) v
+        for s in range(plan.shape[1] - 1, -1, -1):   # v ← (I − α H_{s+1}(φ_s)) v
             idx = plan[:, s]
             _, _, Hv = batched_loss_grad_hvp(spec, phis[s], gather(X, idx), gather(Y, idx), v)
             v = v - lr * Hv
@@ -145,10 +146,10 @@ def maml_gradient(spec, theta, X, Y, plan, query, lr, *, first_order: bool = Fal
 
 
 def fomaml_gradient(spec, theta, X, Y, plan, lr, backend=None) -> MetaGradient:
-    """FOMAML as openai/supervised-reptile: the gradient at φ_k−1 on the last minibatch.
+    """FOMAML as openai/supervised-reptile: the gradient at φ_{k−1} on the last minibatch.
 
-    k−1 SGD steps on ``plan[:, :-1]``, then ∇L_k(φ_k−1) on ``plan[:, -1]``; supervised-reptile's
-    update ``φ_k − φ_k−1`` is −α times this. With a plan whose last minibatch is disjoint from the
+    k−1 SGD steps on ``plan[:, :-1]``, then ∇L_k(φ_{k−1}) on ``plan[:, -1]``; supervised-reptile's
+    update ``φ_k − φ_{k−1}`` is −α times this. With a plan whose last minibatch is disjoint from the
     others (``tasks.families.tail_plan``) this is ``--foml-tail``.
 
     Parameters
@@ -159,7 +160,7 @@ def fomaml_gradient(spec, theta, X, Y, plan, lr, backend=None) -> MetaGradient:
     Returns
     -------
     MetaGradient
-        ``loss`` is the last minibatch's loss at φ_k−1; ``phi`` is φ_k−1.
+        ``loss`` is the last minibatch's loss at φ_{k−1}; ``phi`` is φ_{k−1}.
     """
     if plan.ndim != 3 or plan.shape[1] < 1:
         raise ValueError(f"plan: expected shape (n_tasks, k >= 1, batch), got {plan.shape}")
@@ -287,7 +288,7 @@ def meta_train_maml(spec, theta, sample_block, block_iters: int, config: MAMLCon
 def inner_gradients(spec, theta, X, Y, plan, lr):
     """The k inner-loop gradients g_1 … g_k of SGD along its own trajectory.
 
-    g_s = ∇L_s(φ_s−1) on minibatch s, φ_s = φ_s−1 − α g_s, φ_0 = θ (so θ − α Σ g_s = φ_k, the
+    g_s = ∇L_s(φ_{s−1}) on minibatch s, φ_s = φ_{s−1} − α g_s, φ_0 = θ (so θ − α Σ g_s = φ_k, the
     point Reptile moves towards). Task-batched NumPy (:func:`hvp.batched_loss_grad_hvp`).
 
     Returns
