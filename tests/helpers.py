@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from minireptile import MLPSpec, init_params
+from minireptile import InnerOptimizer, MLPSpec, init_params, inner_loop, loss
 
 
 @st.composite
@@ -43,3 +43,43 @@ def central_differences(f, theta, h=1e-5):
 def max_rel_error(a, b):
     """Largest absolute difference relative to the largest magnitude of the reference ``b``."""
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
+
+
+def tasks_for(problem, n_tasks, steps, batch, n_query):
+    """n_tasks tasks with the problem's shapes: data, a support plan and query indices."""
+    spec, theta, X, Y, rng = problem
+    n_points = max(X.shape[0], batch, n_query)
+    Xs = rng.normal(size=(n_tasks, n_points, spec.d_in))
+    Ys = (rng.integers(0, spec.d_out, size=(n_tasks, n_points)) if spec.loss == "ce"
+          else rng.normal(size=(n_tasks, n_points, spec.d_out)))
+    plan = rng.integers(0, n_points, size=(n_tasks, steps, batch))
+    query = rng.integers(0, n_points, size=(n_tasks, n_query))
+    return spec, theta, Xs, Ys, plan, query
+
+
+def min_abs_preactivation(spec, theta, X) -> float:
+    """Smallest |z| over hidden units (relu kinks make finite differences of gradients jump)."""
+    a, out = X, np.inf
+    for i, (w_off, b_off) in enumerate(spec.offsets[:-1]):
+        W = theta[w_off:b_off].reshape(spec.sizes[i + 1], spec.sizes[i])
+        z = a @ W.T + theta[b_off:b_off + spec.sizes[i + 1]]
+        out = min(out, float(np.abs(z).min()))
+        a = np.maximum(z, 0) if spec.activation == "relu" else np.tanh(z)
+    return out
+
+
+def far_from_kinks(spec, phis, X, margin=1e-3) -> bool:
+    """True if every adapted network's hidden pre-activations stay ``margin`` away from relu kinks."""
+    if spec.activation != "relu":
+        return True
+    return all(min_abs_preactivation(spec, phi[i], X[i]) > margin for phi in phis for i in range(len(X)))
+
+
+def unrolled_objective(spec, X, Y, plan, query, lr):
+    """θ ↦ mean_i L_q,i(φ_k,i(θ)), the whole inner loop unrolled with the reference inner loop."""
+    opt = InnerOptimizer("sgd", lr)
+
+    def f(theta):
+        phi = inner_loop(spec, theta, X, Y, plan, opt).phi
+        return np.mean([loss(spec, phi[i], X[i, query[i]], Y[i, query[i]]) for i in range(len(X))])
+    return f
