@@ -11,7 +11,6 @@ import io
 import zipfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 

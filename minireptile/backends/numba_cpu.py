@@ -116,10 +116,10 @@ def _kernels():
     """The kernel module, imported (and its on-disk cache checked) on first use."""
     global _KERNELS
     if _KERNELS is None:
-        from . import numba_kernels as _numba_kernels
+        from . import numba_kernels
 
-        _refresh_cache(_numba_kernels)
-        _KERNELS = _numba_kernels
+        _refresh_cache(numba_kernels)
+        _KERNELS = numba_kernels
     return _KERNELS
 
 

@@ -2,7 +2,7 @@
 
 Numba's ``workqueue`` threading layer aborts the whole process when two threads enter parallel
 code at once, so the check runs in a subprocess: an abort fails the test instead of killing pytest.
-The numba backend selects a thread-safe layer (OpenMP or TBB; see minireptile/numba_backend.py).
+The numba backend selects a thread-safe layer (OpenMP or TBB; see minireptile/backends/numba_cpu.py).
 """
 
 import subprocess
