@@ -3,7 +3,8 @@
 Pipeline (data flows one way): task sampling on the host (:mod:`minireptile.tasks`) → inner loop,
 one call per meta-batch (:mod:`minireptile.reference` and the compiled backends chosen in
 :mod:`minireptile.backends`) → outer update (:mod:`minireptile.reptile`) → evaluation
-(:mod:`minireptile.evaluation`) → commands (:mod:`minireptile.commands`, :mod:`minireptile.cli`).
+(:mod:`minireptile.evaluation`) → the Python API (:class:`minireptile.Reptile`, a thin layer over the
+same functions) → commands (:mod:`minireptile.commands`, :mod:`minireptile.cli`).
 Importing minireptile imports neither numba.cuda nor any optional extra.
 
 Import layers
@@ -18,6 +19,7 @@ reads this table and checks it on the source, without importing anything.
     backends    backends
     algorithms  algorithms
     evaluation  evaluation
+    api         progress estimator
     commands    commands cli __main__
 
 The core holds the three files a reader starts with: the flat parameter layout (``mlp``), the
@@ -30,14 +32,19 @@ backend as an argument, so the core never imports a backend.
 from ._version import __version__
 from .backends import BACKENDS, get_backend
 from .errors import BackendUnavailableError, CheckpointError, DivergenceError
+from .estimator import Evaluation, Reptile
 from .evaluation import EVAL_STEPS, EvalResult, adapt_and_score, evaluate_sine, mean_ci95
 from .mlp import MLPSpec, init_params, unflatten
 from .optim import AdamState, InnerOptimizer, InnerResult
 from .reference import forward, inner_loop, loss, loss_and_grad
 from .reptile import ReptileConfig, epsilon_schedule, meta_train, reptile_update
-from .tasks import PRESETS, SinePreset, get_preset, sample_sine_tasks, sine_block, sine_eval_tasks, stream_rng
+from .tasks import (DEFAULT_SEED, EVAL, INIT, PLOT, PRESETS, TRAIN, ArrayTasks, EpisodeTasks, FamilyTasks,
+                    SamplerTasks, SinePreset, SineTasks, TaskSource, block_iters_for, get_preset, sample_sine_tasks,
+                    sine_block, sine_eval_tasks, stream_rng)
 
 __all__ = [
+    "Reptile", "Evaluation", "ArrayTasks", "EpisodeTasks", "FamilyTasks", "SamplerTasks", "SineTasks", "TaskSource",
+    "DEFAULT_SEED", "INIT", "TRAIN", "EVAL", "PLOT", "block_iters_for",
     "__version__", "BACKENDS", "get_backend", "BackendUnavailableError", "CheckpointError", "DivergenceError",
     "EVAL_STEPS", "EvalResult", "adapt_and_score", "evaluate_sine", "mean_ci95", "MLPSpec", "init_params",
     "unflatten", "AdamState", "InnerOptimizer", "InnerResult", "forward", "inner_loop", "loss", "loss_and_grad",

@@ -443,3 +443,79 @@ def sine_tasks_arg(tasks):
     if not all(hasattr(tasks, k) for k in ("x_shots", "y_shots", "x_grid", "y_grid")):
         raise TypeError(f"tasks: expected SineEvalTasks (from sine_eval_tasks), got {type(tasks).__name__}")
     return tasks
+
+
+# ---------------------------------------------------------------------------------------------
+# task sources (minireptile.tasks.sources): the user's own data, checked once when a source is built
+# ---------------------------------------------------------------------------------------------
+def _float_data(name: str, a, dims) -> np.ndarray:
+    """Real-valued data of shape ``dims`` (any lossless float dtype), finite; kept in its dtype."""
+    a = _as_ndarray(name, a)
+    if float_dtype_for(a.dtype) is None:
+        raise _dtype_error(name, a.dtype, "real numbers (float32 or float64)")
+    if a.dtype.kind != "f" or a.dtype.itemsize < 4:
+        a = a.astype(float_dtype_for(a.dtype))
+    _shape(name, a, dims)
+    _nonempty(name, a, dims)
+    _finite(name, a)
+    return np.ascontiguousarray(a)
+
+
+def labelled_arrays_arg(vectors, labels, vname: str = "vectors", lname: str = "labels"):
+    """A labelled data set: vectors (n_examples, d_in) real, labels (n_examples,) integer class ids."""
+    vectors = _float_data(vname, vectors, (("n_examples", None), ("d_in", None)))
+    labels = _as_ndarray(lname, labels)
+    if labels.dtype.kind not in "iu":
+        raise _dtype_error(lname, labels.dtype, "an integer array of class ids")
+    _shape(lname, labels, (("n_examples", vectors.shape[0]),))
+    return vectors, np.ascontiguousarray(labels, dtype=I64)
+
+
+def _targets_or_labels(name: str, Y, lead) -> np.ndarray:
+    """Y (*lead, d_out) real targets or (*lead,) integer labels >= 0."""
+    Y = _as_ndarray(name, Y)
+    if Y.ndim == len(lead) and Y.dtype.kind in "iu":
+        _shape(name, Y, lead)
+        if Y.size and Y.min() < 0:
+            raise ValueError(f"{name}: expected class labels >= 0, got {Y.min()}")
+        return np.ascontiguousarray(Y, dtype=I64)
+    if Y.ndim == len(lead) and Y.dtype.kind == "f":
+        want = _describe((*lead, ("d_out", None)))
+        raise ValueError(f"{name}: expected float targets of shape {want} (add a last axis: Y[..., None]) or integer "
+                         f"labels of shape {_describe(lead)}, got float {Y.shape}")
+    if Y.ndim != len(lead) + 1:
+        raise ValueError(f"{name}: expected float targets of shape {_describe((*lead, ('d_out', None)))} or integer "
+                         f"labels of shape {_describe(lead)}, got {Y.shape}")
+    return _float_data(name, Y, (*lead, ("d_out", None)))
+
+
+def task_stack_arg(X, Y):
+    """A stack of tasks: X (n_tasks, n_points, d_in) real; Y (n_tasks, n_points, d_out) real or (n_tasks, n_points) int."""
+    Xa = _as_ndarray("X", X)
+    if Xa.ndim == 2:
+        raise ValueError(f"X: expected shape (n_tasks, n_points, d_in), got {Xa.shape}; for one input feature add "
+                         "a last axis (X[..., None])")
+    X = _float_data("X", Xa, (("n_tasks", None), ("n_points", None), ("d_in", None)))
+    Y = _targets_or_labels("Y", Y, (("n_tasks", X.shape[0]), ("n_points", X.shape[1])))
+    if X.shape[1] < 2:
+        raise ValueError(f"X: expected n_points >= 2 per task (some to adapt on, some to score), got {X.shape}")
+    return X, Y
+
+
+def sampled_task_arg(task, shapes, n_classes: int | None = None):
+    """What a task sampler returned: (X (n_points, d_in), Y (n_points, d_out) or (n_points,) int).
+
+    ``shapes``: the (X.shape, Y.shape) of the first task; every later task must match them.
+    """
+    if not (isinstance(task, tuple) and len(task) == 2):
+        raise TypeError(f"sample(rng): expected a tuple (X, Y), got {type(task).__name__}")
+    X = _float_data("sample(rng) X", task[0], (("n_points", None), ("d_in", None)))
+    Y = _targets_or_labels("sample(rng) Y", task[1], (("n_points", X.shape[0]),))
+    if X.shape[0] < 2:
+        raise ValueError(f"sample(rng) X: expected n_points >= 2 (some to adapt on, some to score), got {X.shape}")
+    if shapes is not None and (X.shape, Y.shape) != shapes:
+        raise ValueError(f"sample(rng): expected every task with X of shape {shapes[0]} and Y of shape {shapes[1]} "
+                         f"(as the first task), got {X.shape} and {Y.shape}")
+    if n_classes is not None and Y.size and Y.max() >= n_classes:
+        raise ValueError(f"sample(rng) Y: expected labels in [0, {n_classes}), got {Y.max()}")
+    return X, Y

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from .. import reference
 from .. import validation as check
@@ -40,6 +39,8 @@ def mean_ci95(values: np.ndarray, axis: int = 0):
     n = values.shape[axis]
     if n < 2:
         raise ValueError(f"values: need at least 2 samples along axis {axis}, got {n}")
+    from scipy import stats  # imported here: scipy.stats takes a second to import, and `minireptile` should not
+
     mean = values.mean(axis=axis)
     sem = values.std(axis=axis, ddof=1) / np.sqrt(n)
     return mean, stats.t.ppf(0.975, n - 1) * sem

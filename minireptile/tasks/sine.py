@@ -44,6 +44,9 @@ class SinePreset:
         Inner loop while meta-training: minibatches drawn as shuffled epochs over the points.
     eval_shots, eval_steps : int
         Evaluation: adapt on ``eval_shots`` points with full-batch steps, measure MSE on the grid.
+    eval_at : tuple of int or None
+        Step counts the results table reports; None: 0, 1, 2, 4, … up to ``eval_steps``
+        (see :meth:`eval_schedule`).
     eval_from_grid : bool
         Evaluation points: ``eval_shots`` distinct grid points, or x ~ U(x_range). (The gist draws its
         plotted task's points with replacement; duplicates waste shots, so minireptile draws distinct ones.)
@@ -63,6 +66,7 @@ class SinePreset:
     inner_lr: float = 0.02
     eval_shots: int = 10
     eval_steps: int = 32
+    eval_at: tuple[int, ...] | None = None
     eval_from_grid: bool = True
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
@@ -74,6 +78,13 @@ class SinePreset:
     def grid(self, dtype=np.float64) -> np.ndarray:
         """Evaluation grid, shape (n_grid,)."""
         return np.linspace(self.x_range[0], self.x_range[1], self.n_grid).astype(dtype)
+
+    def eval_schedule(self) -> tuple[int, ...]:
+        """Step counts evaluation reports: ``eval_at``, or 0 and the powers of two below ``eval_steps``, then it."""
+        if self.eval_at is not None:
+            return tuple(self.eval_at)
+        powers = [2**j for j in range(self.eval_steps.bit_length()) if 2**j < self.eval_steps]
+        return (0, *powers, self.eval_steps)
 
     def n_train_points(self) -> int:
         return self.n_grid if self.train_points is None else self.train_points
@@ -124,6 +135,7 @@ PRESETS: dict[str, SinePreset] = {
         inner_batch=10,
         inner_lr=0.01,
         eval_steps=10,
+        eval_at=(0, 1, 5, 10),   # the MAML paper's sine figure and table: 1 and 10 steps; 5 as in `compare`
         eval_from_grid=False,
         hidden=(40, 40),
         activation="relu",
