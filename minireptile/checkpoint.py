@@ -42,23 +42,47 @@ FORMAT_VERSION = 1
 STATUSES = ("running", "stopped", "interrupted", "diverged", "complete")
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then rename it to ``path``."""
+    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then rename it to ``path``.
+
+    The file gets the permissions ``open`` would give it (0o666 less the umask). An OSError names
+    ``path``; on any error the previous file at ``path`` is untouched and the temp file removed.
+    """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and str(path) not in str(exc):
+            raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(directory, os.O_RDONLY)
@@ -135,41 +159,74 @@ def load_checkpoint(path, *, check_finite: bool = True) -> dict:
     """
     path = Path(path)
     where = repr(str(path))
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint: no file at {where}")
     try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise CheckpointError(f"checkpoint: {where} is a single .npy array, not a minireptile checkpoint")
-        with z:
-            data = {k: z[k] for k in z.files}
+        return _load(path, where, check_finite)
     except CheckpointError:
         raise
     except PermissionError as exc:
         raise CheckpointError(f"checkpoint: cannot read {where} ({exc.strerror})") from None
-    except Exception as exc:  # zipfile, zlib and the .npy parser raise many types on damaged bytes
+    except Exception as exc:  # zipfile, zlib, the .npy parser, json: many types on damaged bytes
         raise CheckpointError(f"checkpoint: {where} is truncated, corrupted or not a minireptile checkpoint "
                               f"({type(exc).__name__}: {exc})") from None
+
+
+REQUIRED = ("format", "format_version", "minireptile_version", "theta", "config", "iteration", "status")
+ADAM = ("adam_m", "adam_v", "adam_t")
+
+
+def _scalar_int(data, key, where) -> int:
+    a = data[key]
+    if a.shape != () or a.dtype.kind not in "iu":
+        raise CheckpointError(f"checkpoint: {where} is corrupted: {key} is not an integer ({a.dtype}, shape {a.shape})")
+    return int(a)
+
+
+def _scalar_str(data, key, where) -> str:
+    a = data[key]
+    if a.shape != () or a.dtype.kind != "U":
+        raise CheckpointError(f"checkpoint: {where} is corrupted: {key} is not a text field ({a.dtype}, shape {a.shape})")
+    return str(a)
+
+
+def _load(path: Path, where: str, check_finite: bool) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint: no file at {where}")
+    z = np.load(path, allow_pickle=False)
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"checkpoint: {where} is a single .npy array, not a minireptile checkpoint")
+    with z:
+        data = {k: z[k] for k in z.files}
     if "format" not in data or data["format"].shape != () or str(data["format"]) != FORMAT:
         raise CheckpointError(f"checkpoint: {where} is not a minireptile checkpoint (no 'format' field "
                               f"saying {FORMAT!r}; it holds {sorted(data)})")
-    try:
-        version = int(data["format_version"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"checkpoint: {where} has no readable format version") from None
+    if "format_version" not in data:
+        raise CheckpointError(f"checkpoint: {where} has no readable format version")
+    version = _scalar_int(data, "format_version", where)
     if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint: {where} has format version {version}; this minireptile reads "
                               f"version {FORMAT_VERSION} (use the minireptile version that wrote it)")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint: {where} is corrupted (missing or unreadable field: {', '.join(repr(k) for k in missing)})")
+    has_adam = [k in data for k in ADAM]
+    if any(has_adam) and not all(has_adam):
+        raise CheckpointError(f"checkpoint: {where} is corrupted: the Adam state is incomplete "
+                              f"(it has {[k for k in ADAM if k in data]})")
+    extra = sorted(set(data) - set(REQUIRED) - set(ADAM))
+    if extra:
+        raise CheckpointError(f"checkpoint: {where} is corrupted: unexpected fields {extra}")
+    _scalar_str(data, "minireptile_version", where)
     try:
-        config = json.loads(str(data["config"]))
-        theta = data["theta"]
-        iteration = int(data["iteration"])
-        status = str(data.get("status", "complete"))
-        state = None
-        if "adam_m" in data:
-            state = AdamState(data["adam_m"], data["adam_v"], int(data["adam_t"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint: {where} is corrupted (missing or unreadable field: {exc})") from None
+        config = json.loads(_scalar_str(data, "config", where))
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"checkpoint: {where} is corrupted (missing or unreadable field: config: "
+                              f"{type(exc).__name__})") from None
+    iteration = _scalar_int(data, "iteration", where)
+    status = _scalar_str(data, "status", where)
+    theta = data["theta"]
+    state = None
+    if all(has_adam):
+        state = AdamState(data["adam_m"], data["adam_v"], _scalar_int(data, "adam_t", where))
     problem = None
     if not isinstance(config, dict):
         problem = "its config is not a JSON object"

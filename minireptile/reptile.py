@@ -23,6 +23,7 @@ with that iteration and the last finite θ.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
@@ -147,6 +148,7 @@ def meta_train(
     callback: ChunkCallback | None = None,
     chunk_iters: int | None = None,
     check_finite: bool = True,
+    chunk_seconds: float | None = None,
 ):
     """Meta-train θ from iteration ``start`` up to ``stop`` (default ``config.iters``).
 
@@ -179,6 +181,10 @@ def meta_train(
         ``chunk_iters`` iterations is called exactly there). Chunks always end at block ends.
     check_finite : bool
         Reject a non-finite θ or state at ``start`` (default).
+    chunk_seconds : float, optional
+        Also keep each backend call to about this many seconds of wall time (the chunk length is
+        adapted to the measured speed, starting from one iteration), so a callback, and with it a
+        signal handler, runs at least that often. Results do not depend on it (bitwise).
 
     Returns
     -------
@@ -194,7 +200,10 @@ def meta_train(
     theta, block_iters, start, stop, state, chunk_iters = check.meta_train_args(
         spec, theta, sample_block, block_iters, config, backend, start, stop, state, callback, chunk_iters,
         check_finite)
+    if chunk_seconds is not None and not (isinstance(chunk_seconds, (int, float)) and chunk_seconds > 0):
+        raise ValueError(f"chunk_seconds: expected a number > 0, got {chunk_seconds!r}")
     it = start
+    timed = 1                                 # with chunk_seconds: iterations of the next chunk
     block = None, None                        # (b, (X, Y, plans)): a block is sampled once
     while it < stop:
         b, j0 = divmod(it, block_iters)
@@ -204,10 +213,16 @@ def meta_train(
         end = min(stop, (b + 1) * block_iters)
         if chunk_iters is not None:
             end = min(end, (it // chunk_iters + 1) * chunk_iters)
+        if chunk_seconds is not None:
+            end = min(end, it + timed)
         j1 = j0 + end - it
         eps = epsilon_schedule(np.arange(it, end), config.iters, config.eps0, config.eps_final)
         chunk = spec, theta, X[j0:j1], Y[j0:j1], plans[j0:j1], eps, config.inner, state
+        t0 = time.perf_counter()
         new_theta, losses, new_state = backend.train_chunk(*chunk)
+        if chunk_seconds is not None:         # grow (at most x2) or shrink towards chunk_seconds per call
+            rate = (end - it) / max(time.perf_counter() - t0, 1e-9)
+            timed = max(1, min(2 * timed, int(rate * chunk_seconds)))
         if not (np.isfinite(losses).all() and _finite(new_theta, new_state)):
             raise _divergence(backend, chunk, losses, it, config)
         theta, state, it = new_theta, new_state, end

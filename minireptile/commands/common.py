@@ -1,4 +1,6 @@
-"""Helpers every command shares: exit statuses, flag types, safe interruption, progress, versions.
+"""Helpers every command shares: exit statuses, flag types, progress, versions.
+
+Run folders, checkpoints, signals and resuming live in :mod:`minireptile.commands.runs`.
 
 Each command module (:mod:`~minireptile.commands.sine`, ``omniglot``, ``compare``) imports what it
 needs from here; :mod:`minireptile.cli` only builds the parser and dispatches. Exit statuses
@@ -8,7 +10,7 @@ needs from here; :mod:`minireptile.cli` only builds the parser and dispatches. E
     1    the output could not be written (OSError: disk full, permissions)
     2    user error: a bad flag value or combination, an unusable checkpoint, a missing backend
     3    training diverged (DivergenceError): the last finite θ was checkpointed
-    130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM: a checkpoint was written to resume from
+    130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM, 129 by SIGHUP: a checkpoint was written to resume from
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from __future__ import annotations
 import argparse
 import platform
 import signal
-import sys
-import threading
 import time
 
 import numpy as np
@@ -26,7 +26,7 @@ from .._version import __version__
 from ..config import ReptileConfig
 
 EXIT_OK, EXIT_IO, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 COMMANDS = ("sine", "omniglot", "compare")
 
@@ -44,50 +44,6 @@ class FlagError(Exception):
     def __init__(self, flag: str, message: str):
         super().__init__(f"argument {flag}: {message}")
         self.flag = flag
-
-
-class Interruptible:
-    """Context manager that turns the first SIGINT/SIGTERM into a request to stop cleanly.
-
-    Inside the ``with`` block the first Ctrl-C (or SIGTERM) only sets :attr:`signum`; the training
-    loop polls :meth:`requested` between chunks, writes a checkpoint and returns
-    :meth:`exit_status` (130 for SIGINT, 143 for SIGTERM). A second signal raises
-    KeyboardInterrupt at once; checkpoints are written atomically, so the file on disk is then the
-    old or the new one, never half of one. Outside the main thread (where Python cannot install
-    signal handlers) this does nothing.
-    """
-
-    def __init__(self):
-        self.signum = None
-        self._previous = {}
-
-    def _handler(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-        try:
-            print(f"\n{signal.Signals(signum).name}: stopping after the current chunk and writing a checkpoint "
-                  "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-        except RuntimeError:  # stderr was in the middle of a write (a reentrant call): the flag is what counts
-            pass
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in EXIT_SIGNAL:
-                self._previous[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-        return False
-
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def exit_status(self) -> int:
-        return EXIT_SIGNAL.get(self.signum, 130)
 
 
 def int_at_least(minimum: int):

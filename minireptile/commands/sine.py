@@ -22,16 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import BACKENDS, get_backend
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..errors import CheckpointError, DivergenceError
+from ..errors import CheckpointError
 from ..evaluation.regression import adapted_predictions, evaluate_sine
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
-from ..reptile import ReptileConfig, meta_train
+from ..reptile import ReptileConfig
 from ..tasks.sine import PRESETS, block_iters_for, get_preset, sine_block, sine_eval_tasks
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, PLOT, stream_rng
-from .common import (EXIT_DIVERGED, FlagError, Interruptible, Progress, int_at_least, nonnegative_float,
-                     nonnegative_int, positive_float, positive_int, set_threads, unit_interval, versions)
+from . import runs
+from .common import (FlagError, Progress, int_at_least, nonnegative_float, nonnegative_int, positive_float,
+                     positive_int, set_threads, unit_interval, versions)
+from .runs import check_resumable, checked_config
 
 DEFAULT_BACKEND = "numba"
 DEFAULT_EVAL_TASKS = 1000
@@ -56,6 +57,7 @@ RUN_FLAGS = {
     "dtype": ("--dtype", lambda c: c["dtype"]),
     "seed": ("--seed", lambda c: c["seed"]),
 }
+ADAM_ONLY = ("beta1", "beta2", "adam_state")
 
 
 def add_parser(sub) -> None:
@@ -95,6 +97,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", type=Path, metavar="CKPT",
                    help="continue the run saved in CKPT with its configuration (run-defining flags may be "
                    "repeated only with the same values)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
     p.add_argument("--no-plot", action="store_true", help="skip the plot even if matplotlib is installed")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -104,6 +108,10 @@ def add_parser(sub) -> None:
 def build_config(args) -> dict:
     """The run's full configuration as a JSON-serialisable dict (stored in checkpoints)."""
     pick = lambda value, default: default if value is None else value  # noqa: E731
+    if pick(args.optimizer, "sgd") != "adam":
+        for dest in ADAM_ONLY:
+            if getattr(args, dest) is not None:
+                raise FlagError(RUN_FLAGS[dest][0], "applies to --optimizer adam only (the run uses sgd)")
     preset = get_preset(pick(args.preset, "gist"))
     opt = InnerOptimizer(pick(args.optimizer, "sgd"), pick(args.inner_lr, preset.inner_lr), pick(args.beta1, 0.0),
                          pick(args.beta2, 0.999), 1e-8, pick(args.adam_state, "reset"))
@@ -137,27 +145,31 @@ def _reptile_config(cfg: dict) -> ReptileConfig:
     return ReptileConfig(**r)
 
 
+def config_argv(cfg: dict) -> list:
+    """The flags that start the run ``cfg`` (the inverse of :func:`build_config`)."""
+    argv = []
+    for dest, (flag, saved) in RUN_FLAGS.items():
+        if dest in ADAM_ONLY and cfg["reptile"]["inner"]["name"] != "adam":
+            continue
+        argv += [flag, saved(cfg)]
+    return argv + ["--backend", cfg["backend"], "--eval-tasks", cfg["eval_tasks"]]
+
+
 def resumed_config(args, ck: dict) -> dict:
     """The configuration of the run saved in checkpoint ``ck`` (from :func:`load_checkpoint`).
 
-    Raises CheckpointError if the checkpoint is not a usable ``minireptile sine`` run, and
-    FlagError for a run-defining flag whose value differs from the checkpoint's.
+    Raises CheckpointError if the checkpoint is not a usable ``minireptile sine`` run (its config
+    is checked by the same rules as the flags), and FlagError for a run-defining flag whose value
+    differs from the checkpoint's.
     """
     cfg, where = ck["config"], repr(str(args.resume))
     if cfg.get("command") != "sine":
         raise CheckpointError(f"checkpoint: {where} was written by `minireptile {cfg.get('command')}`, not `sine`")
-    try:
-        rcfg = _reptile_config(cfg)
-        spec = MLPSpec.from_dict(cfg["model"])
-        get_preset(cfg["preset"])
-        dtype, seed = np.dtype(cfg["dtype"]), cfg["seed"]
-        ok = (dtype == ck["theta"].dtype and isinstance(seed, int) and seed >= 0
-              and isinstance(cfg["block_iters"], int) and cfg["block_iters"] >= 1 and cfg["eval_tasks"] >= 2)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint: {where} has an incomplete or invalid sine configuration ({exc})") from None
-    if not ok or ck["theta"].shape != (spec.n_params,) or ck["iteration"] > rcfg.iters:
-        raise CheckpointError(f"checkpoint: {where} is corrupted: its theta ({ck['theta'].dtype}, "
-                              f"{ck['theta'].shape}) or iteration ({ck['iteration']}) does not fit its configuration")
+    checked_config("sine", add_parser, build_config, cfg, config_argv, where)
+    rcfg = _reptile_config(cfg)
+    carry = rcfg.inner.name == "adam" and rcfg.inner.state_policy == "carry"
+    check_resumable(ck, cfg, MLPSpec.from_dict(cfg["model"]).n_params, rcfg.iters, rcfg.inner_steps if carry else None,
+                    where)
     if ck["status"] == "diverged":
         raise FlagError("--resume", f"the run in {where} diverged at iteration {ck['iteration']}; resuming it would "
                         "diverge again: start a new run with a smaller --inner-lr or --outer-lr")
@@ -172,6 +184,22 @@ def resumed_config(args, ck: dict) -> dict:
     return cfg
 
 
+def memory_terms(cfg: dict) -> dict:
+    """Bytes of the run's largest arrays, by the flag that sizes them (for :func:`runs.check_memory`)."""
+    r, preset = cfg["reptile"], get_preset(cfg["preset"])
+    item = np.dtype(cfg["dtype"]).itemsize
+    P = MLPSpec.from_dict(cfg["model"]).n_params
+    width = max(MLPSpec.from_dict(cfg["model"]).sizes)
+    tasks = cfg["block_iters"] * r["meta_batch"]
+    n_points = preset.n_train_points()
+    return {
+        "--meta-batch": tasks * (2 * n_points * item + r["inner_steps"] * r["inner_batch"] * 8)
+        + r["meta_batch"] * (4 * P + r["inner_batch"] * width * 4) * 8,
+        "--inner-steps": tasks * r["inner_steps"] * r["inner_batch"] * 8,
+        "--eval-tasks": cfg["eval_tasks"] * (2 * preset.n_grid + 4 * preset.eval_shots + 4 * P) * 8,
+    }
+
+
 def results_table(steps, meta, random) -> str:
     """Plain-text table: steps × (meta-learned, random init) mean ± 95% CI."""
     lines = [f"{'steps':>5}  {'meta-learned MSE':>20}  {'random-init MSE':>20}"]
@@ -181,9 +209,8 @@ def results_table(steps, meta, random) -> str:
 
 
 def run(args) -> int:
-    ck, cfg = None, None
+    ck = runs.load_resume(args.resume) if args.resume is not None else None
     try:
-        ck = load_checkpoint(args.resume) if args.resume is not None else None
         cfg = resumed_config(args, ck) if ck is not None else build_config(args)
     except CheckpointError as exc:
         raise FlagError("--resume", str(exc)) from None
@@ -195,14 +222,24 @@ def run(args) -> int:
     backend = get_backend(cfg["backend"])
     if getattr(args, "threads", None) is not None:
         set_threads("--threads", args.threads)
-    out = Path(args.out) if args.out is not None else (Path(args.resume).parent if ck is not None else DEFAULT_OUT)
-    ckpt_path = out / "checkpoint.npz"
-
-    theta0 = init_params(spec, stream_rng(seed, INIT), dtype)
-    start, theta, state = (ck["iteration"], ck["theta"], ck["state"]) if ck is not None else (0, theta0, None)
+    start = ck["iteration"] if ck is not None else 0
     stop = rcfg.iters if args.stop_after is None else min(args.stop_after, rcfg.iters)
     if stop < start:
         raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
+    runs.check_memory(memory_terms(cfg))
+    out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
+    with runs.claim_folder(out):
+        plot = out / "sine.png" if not args.no_plot else None
+        runs.check_outputs({"--out": [ckpt_path, plot], "--json": args.json}, resume=args.resume)
+        runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "sine")
+        return _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend, start, stop, out,
+                                   ckpt_path, plot)
+
+
+def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend, start, stop, out, ckpt_path,
+                        plot) -> int:
+    theta0 = init_params(spec, stream_rng(seed, INIT), dtype)
+    theta, state = (ck["theta"], ck["state"]) if ck is not None else (theta0, None)
     t = time.perf_counter()
     backend.warmup(spec, dtype, rcfg.inner)
     compile_seconds = time.perf_counter() - t
@@ -218,51 +255,12 @@ def run(args) -> int:
               f"{rcfg.inner.name} x{rcfg.inner_steps} (batch {rcfg.inner_batch}, lr {rcfg.inner.lr}), "
               f"backend {backend.name}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s{resumed}", flush=True)
     progress = Progress(stop, start, rcfg, args.quiet)
-    every = args.checkpoint_every
-    last = {"it": start, "theta": theta, "state": state, "saved": start}
-
-    def checkpoint(it, theta, state, status):
-        save_checkpoint(ckpt_path, theta, cfg, it, state, status=status)
-        last["saved"] = it
-
-    def on_chunk(it, theta, losses, state):
-        progress(it, theta, losses, state)
-        last.update(it=it, theta=theta, state=state)
-        if every and it % every == 0 and it < stop:
-            checkpoint(it, theta, state, "running")
-        return interrupt.requested()
-
-    t = time.perf_counter()
-    with Interruptible() as interrupt:
-        try:
-            checkpoint(start, theta, state, "running")  # from here on a valid checkpoint is always on disk
-            with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, not warned
-                meta_train(spec, theta, sample_block, block_iters, rcfg, backend, start=start, stop=stop,
-                           state=state, callback=on_chunk, chunk_iters=every or None)
-            it, theta, state = last["it"], last["theta"], last["state"]
-            train_seconds = time.perf_counter() - t
-            if interrupt.requested():
-                checkpoint(it, theta, state, "complete" if it == rcfg.iters else "interrupted")
-                print(f"interrupted at iteration {it}/{rcfg.iters} (evaluation skipped); checkpoint: {ckpt_path}\n"
-                      f"resume with: minireptile sine --resume {ckpt_path}", flush=True)
-                return interrupt.exit_status()
-            checkpoint(it, theta, state, "complete" if it == rcfg.iters else "stopped")
-        except DivergenceError as exc:
-            checkpoint(exc.iteration, exc.theta, exc.state, "diverged")
-            print(f"minireptile sine: error: training diverged at outer iteration {exc.iteration}: the inner loss or θ "
-                  f"became NaN or inf. The last finite θ (after {exc.iteration} iterations) is in {ckpt_path}. "
-                  f"Start a new run with a smaller --inner-lr (now {rcfg.inner.lr:g}) or --outer-lr (now "
-                  f"{rcfg.eps0:g}).", file=sys.stderr)
-            return EXIT_DIVERGED
-        except KeyboardInterrupt:
-            print(f"minireptile sine: interrupted again, stopped at once; {ckpt_path} holds the last checkpoint "
-                  f"written (iteration {last['saved']}); resume with: minireptile sine --resume {ckpt_path}",
-                  file=sys.stderr)
-            return 130
-    if it < rcfg.iters:
-        print(f"stopped after iteration {it}/{rcfg.iters} (--stop-after); checkpoint: {ckpt_path}\n"
-              f"resume with: minireptile sine --resume {ckpt_path}", flush=True)
-        return 0
+    status, it, theta, state, train_seconds = runs.train_with_checkpoints(
+        prog="minireptile sine", command="sine", ckpt_path=ckpt_path, cfg=cfg, spec=spec, theta=theta, state=state,
+        start=start, stop=stop, sample_block=sample_block, block_iters=block_iters, rcfg=rcfg, backend=backend,
+        every=args.checkpoint_every, progress=progress)
+    if status is not None:
+        return status
 
     eval_opt = InnerOptimizer(rcfg.inner.name, rcfg.inner.lr, rcfg.inner.beta1, rcfg.inner.beta2, rcfg.inner.eps)
     tasks = sine_eval_tasks(stream_rng(seed, EVAL), cfg["eval_tasks"], preset, dtype)
@@ -275,8 +273,8 @@ def run(args) -> int:
     print(results_table(eval_steps, meta, random))
     print(f"checkpoint: {ckpt_path}")
 
-    if not args.no_plot:
-        _plot(out / "sine.png", spec, theta, preset, eval_opt, backend, seed, dtype)
+    if plot is not None:
+        _plot(plot, spec, theta, preset, eval_opt, backend, seed, dtype)
 
     if args.json is not None:
         from ..checkpoint import atomic_write
@@ -294,7 +292,7 @@ def run(args) -> int:
             },
             "versions": versions(),
         }
-        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
         print(f"json: {args.json}")
     return 0
 

@@ -192,11 +192,11 @@ def test_cli_resume_carries_adam_state_across_odd_stops(tmp_path, backend):
 
 
 def test_cli_writes_periodic_checkpoints(tmp_path, monkeypatch):
-    from minireptile.commands import sine as sine_cmd
+    from minireptile.commands import runs
 
     written = []
-    real = sine_cmd.save_checkpoint
-    monkeypatch.setattr(sine_cmd, "save_checkpoint",
+    real = runs.save_checkpoint
+    monkeypatch.setattr(runs, "save_checkpoint",
                         lambda *a, **k: written.append((a[3], k["status"])) or real(*a, **k))
     assert sine("--iters", 100, "--checkpoint-every", 30, "--out", tmp_path) == 0
     assert written == [(0, "running"), (30, "running"), (60, "running"), (90, "running"), (100, "complete")]
@@ -311,4 +311,5 @@ def test_a_second_ctrl_c_still_leaves_a_valid_checkpoint(tmp_path):
     assert "Traceback" not in err
     ck = load_checkpoint(ckpt)  # the old or the new one, never half of one
     assert ck["iteration"] > 0 and np.isfinite(ck["theta"]).all()
-    assert [p.name for p in ckpt.parent.iterdir()] == ["checkpoint.npz"]  # no temporary left behind
+    # no temporary left behind (the lock file is the run's, and dies with it)
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == [".minireptile.lock", "checkpoint.npz"]
