@@ -4,87 +4,47 @@ Contract
 --------
 Computes exactly what :func:`minireptile.reference.inner_loop` computes (and, for a chunk of
 outer iterations, what :func:`minireptile.reptile.train_chunk_generic` computes), on an NVIDIA
-GPU, and is tested against them. It is the ONLY module of minireptile that imports numba.cuda,
-and it does so on first use (:func:`backend`), never at import time, so a later switch of CUDA
-compiler (numba-cuda is in maintenance mode) touches this one file. The per-element math
-(activation, its derivative, the Adam update) is the plain functions of
-:mod:`minireptile.backends.kernel_math`, compiled here with ``cuda.jit(device=True)``.
+GPU, and is tested against them. This module is the host side: argument checks, the
+shared-memory layout (:func:`shared_layout`), launch configurations and transfers; the device code,
+split into the phases of the Numba CPU kernel and named alike, is
+:mod:`minireptile.backends.cuda_kernels`. These two are the only modules of minireptile that use
+numba.cuda, and it is imported on first use (:func:`backend`), never at import time, so a later
+switch of CUDA compiler (numba-cuda is in maintenance mode) touches these two files.
 
-Thread/block layout
--------------------
-One thread block per task (grid = n_tasks blocks), ``T`` threads per block (default: the
-largest per-phase work item count rounded up to a multiple of 32, clamped to [32, 128]). A
-block runs every inner step of its task without leaving the kernel: per step it
-
-1. gathers the minibatch inputs ``X[task, plan[task, s, b], :]`` into shared memory,
-2. runs the forward pass layer by layer (thread ↔ output element (o, b)),
-3. forms dL/dout and the step's loss (thread ↔ batch column b; a fixed-order sum by thread 0),
-4. runs the backward pass from the top layer: first the input gradient of layer l
-   (thread ↔ (j, b), using the not-yet-updated W_l), then the update of layer l's parameters
-   (thread ↔ one weight or bias; it sums its gradient over the batch in a fixed order and
-   applies the SGD or Adam update at once, so no gradient vector is ever stored),
-
-with ``cuda.syncthreads()`` between phases; every thread strides over its phase's work items
-(``for e in range(tid, n_items, T)``), so any ``T`` >= 1 is correct. Nothing depends on the
-warp size and no atomics are used: results are deterministic.
-
-Shared memory (one dynamic array of the data's dtype, sizes in elements; B = inner batch,
-sizes = (d_in, h_1, ..., d_out), L = number of layers)::
-
-    phi   Σ_l fan_out_l·(stride_l + 1)   the task's parameters, W rows padded to an odd stride
-                                          (fan_in | 1) against bank conflicts   [if it fits]
-    a_l   sizes[l] × B, l = 0 … L-1        each layer's input, feature-major (column b = example)
-    dz    2 × max(sizes[1:]) × B           dL/dz of the current layer and the one below (ping-pong)
-    loss  B                                per-example loss terms
-
-Activations are stored, pre-activations are not: the derivative is taken from the activation
-alone, ``activate_grad(a, a, act)``, which equals ``activate_grad(z, a, act)`` for both
-activations (tanh' = 1 − a², and relu's a > 0 exactly when z > 0).
-
-Supported sizes: ``B·(Σ sizes[:-1] + 2·max(sizes[1:]) + 1)·itemsize`` must fit in 48 KiB (the
-portable per-block limit), else :class:`ValueError` names the sizes. φ lives in shared memory
-when it fits beside them (the gist's 1-64-64-1 net in float32: 28 KiB); otherwise (float64
-gist, wider nets) φ is updated in place in its row of the global output array and only the
-activations use shared memory. Adam's m and v always live in global memory (one read and one
-write per parameter per step, coalesced).
-
-Registers (ptxas 13.5, sm_90, no spills): 128 per thread in float32, 154 in float64, so an SM
-holds 4 (float32) or 3 (float64) blocks of 128 threads; 256-thread blocks would halve the blocks
-per SM at the same thread count, and a block waits at every ``syncthreads``, so more, smaller
-blocks hide those waits better. Unmeasured: no GPU was available when this was written.
+One thread block per task, ``T`` threads per block (default: the largest per-phase work item
+count rounded up to a multiple of 32, clamped to [32, 128]; any ``T`` >= 1 is correct). Supported
+sizes: ``B·(Σ sizes[:-1] + 2·max(sizes[1:]) + 1)·itemsize`` must fit in 48 KiB (the portable
+per-block limit; B = inner batch), else :class:`ValueError` names the sizes; :func:`check_sizes` is
+the hook :func:`minireptile.backends.get_backend` calls to reject them before a launch. φ lives in
+shared memory when it fits beside them (the gist's 1-64-64-1 net in float32: 28 KiB), else in its
+row of the global output array.
 
 Outer loop on the device (:func:`train_chunk`): θ, the chunk's data, plans and ε go to the
-device once per chunk; per outer iteration one inner-loop launch writes φ (n_tasks, P) on the
-device, a fixed-order two-level column sum (``_sum_rows``: G ≤ 32 contiguous groups of tasks,
-then the groups in order) forms mean_i φ_i, and ``_outer_update`` applies
-θ ← θ + ε·(mean_i φ_i − θ) in place. Carried Adam moments (policy 'carry') are averaged over
-the tasks the same way. Only θ, the per-task losses and the carried state come back.
+device once per chunk; per outer iteration one inner-loop launch writes φ (n_tasks, P), a
+fixed-order two-level column sum (G ≤ 32 contiguous groups of tasks, then the groups in order)
+forms mean_i φ_i, and θ ← θ + ε·(mean_i φ_i − θ) is applied in place; carried Adam moments
+(policy 'carry') are averaged the same way. Only θ, the losses and the carried state come back.
 
 float32 and float64 (θ's dtype is the computation's); tanh and relu; mse and ce; SGD and Adam
 (state policies 'reset' and 'carry'). Under ``NUMBA_ENABLE_CUDASIM=1`` (set before numba.cuda is
 first imported) the same code runs in numba's CUDA simulator, which is how the tests run without
-a GPU. :func:`check_sizes` is the hook :func:`minireptile.backends.get_backend` calls to reject
-sizes beyond the shared-memory limit before a launch.
-
-Without numba-cuda, without a GPU and driver, or without libNVVM, :func:`backend` raises
+a GPU. Without numba-cuda, a GPU and driver, or libNVVM, :func:`backend` raises
 :class:`~minireptile.errors.BackendUnavailableError` with one line (what is missing, what to
-install, which backend to use instead). Kernels are compiled once per dtype at the first launch
-(:func:`warmup`) and cached by numba (``cache=True``); numba keys that cache on this file only, so
-after editing kernel_math.py delete ``minireptile/backends/__pycache__/cuda*.nbi/.nbc``.
+install, which backend to use instead). Kernels compile once per dtype at the first launch
+(:func:`warmup`) and are cached by numba (``cache=True``), keyed on cuda_kernels.py only: after
+editing kernel_math.py delete ``minireptile/backends/__pycache__/cuda_kernels*.nbi/.nbc``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
-import types
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from numba import float32, float64
 
+from . import cuda_kernels as ck
 from . import kernel_math as km
 from .base import Backend
 from ..errors import BackendUnavailableError, missing_extra
@@ -92,44 +52,16 @@ from ..mlp import MLPSpec
 from ..optim import AdamState, InnerOptimizer, InnerResult
 
 SHARED_MEMORY_BYTES = 48 * 1024  # portable per-block limit (no opt-in attribute needed)
-MAX_THREADS = 128                # default block size cap: see 'Registers' in the module docstring
+MAX_THREADS = 128                # default block size cap: see 'Registers' in cuda_kernels
 MAX_GROUPS = 32                  # task groups of the two-level sum over the meta-batch
 REDUCE_THREADS = 128             # block size of the θ-sized kernels (sum, mean, outer update)
-
-# columns of the per-layer table handed to the kernel (int64, shape (L, 8))
-L_W_OFF, L_B_OFF, L_FAN_IN, L_FAN_OUT, L_WS_W, L_WS_B, L_STRIDE, L_ACT = range(8)
-# entries of the int64 config vector
-C_ACT, C_LOSS, C_OPT, C_HAS_STATE, C_PHI_SHARED, C_BATCH, C_DZ0, C_DZ1, C_SCRATCH = range(9)
-N_CFG = 9
-# entries of the float hyperparameter vector (data dtype)
-H_LR, H_BETA1, H_BETA2, H_EPS, H_MSE_COEF, H_BATCH, H_ZERO, H_ONE = range(8)
-N_HYPER = 8
 
 _INSTALL = 'pip install "minireptile[cuda]"'
 _INSTEAD = "use the numba backend (CPU, --backend numba) instead"
 
-# ---------------------------------------------------------------------------------------------
-# lazily bound CUDA objects: filled by _load() on first use, read by the kernels as globals
-# ---------------------------------------------------------------------------------------------
-cuda = None            # the numba.cuda module
-_activate = None       # device versions of kernel_math
-_activate_grad = None
-_adam_update = None
-_inner_body = None
-_kernels = None        # _Kernels, once compiled-on-demand dispatchers exist
-
-
-@dataclass(frozen=True)
-class _Kernels:
-    inner: dict          # numpy dtype -> kernel (one per dtype: the dynamic shared array's type)
-    sum_rows: object
-    mean_rows: object
-    outer_update: object
-    simulator: bool
-
-
-def _unavailable(message: str) -> BackendUnavailableError:
-    return BackendUnavailableError(message)
+# lazily bound by _load() on first use
+cuda = None            # the numba.cuda module (host API: transfers, device arrays)
+_kernels = None        # cuda_kernels.Kernels, once compiled-on-demand dispatchers exist
 
 
 def _import_cuda():
@@ -137,28 +69,27 @@ def _import_cuda():
     try:
         import numba_cuda  # noqa: F401  (the out-of-tree numba.cuda this backend is tested with)
     except ImportError:
-        raise _unavailable(f"{missing_extra('numba-cuda', 'cuda')} (the cuda backend needs it and an NVIDIA GPU); "
-                           f"or {_INSTEAD}") from None
+        raise BackendUnavailableError(f"{missing_extra('numba-cuda', 'cuda')} (the cuda backend needs it and an "
+                                      f"NVIDIA GPU); or {_INSTEAD}") from None
     try:
         from numba import cuda as numba_cuda_module
     except Exception as exc:  # broken CUDA Python bindings etc.: report, don't trace back
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _unavailable(f"numba.cuda failed to import ({first}); reinstall with {_INSTALL}, "
-                           f"or {_INSTEAD}") from None
-    simulator = _simulator_enabled()
-    if not simulator:
+        raise BackendUnavailableError(f"numba.cuda failed to import ({first}); reinstall with {_INSTALL}, "
+                                      f"or {_INSTEAD}") from None
+    if not _simulator_enabled():
         if not numba_cuda_module.is_available():
-            raise _unavailable(f"no CUDA GPU found: numba.cuda sees no NVIDIA GPU with a working driver; the cuda "
-                               f"backend needs one (and {_INSTALL}); {_INSTEAD}")
+            raise BackendUnavailableError(f"no CUDA GPU found: numba.cuda sees no NVIDIA GPU with a working driver; "
+                                          f"the cuda backend needs one (and {_INSTALL}); {_INSTEAD}")
         try:
             from numba.cuda.cudadrv import nvvm
             nvvm_ok = nvvm.is_available()
         except Exception:  # pragma: no cover - internal API moved: let the compile report it
             nvvm_ok = True
         if not nvvm_ok:
-            raise _unavailable('libNVVM (CUDA toolkit) not found: pip install "numba-cuda[cu12]" (or [cu13]) or '
-                               f"install the CUDA toolkit; or {_INSTEAD}")
-    return numba_cuda_module, simulator
+            raise BackendUnavailableError('libNVVM (CUDA toolkit) not found: pip install "numba-cuda[cu12]" (or '
+                                          f"[cu13]) or install the CUDA toolkit; or {_INSTEAD}")
+    return numba_cuda_module
 
 
 def _simulator_enabled() -> bool:
@@ -169,293 +100,15 @@ def _simulator_enabled() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
-def _load() -> _Kernels:
+def _load() -> ck.Kernels:
     """Import numba.cuda and wrap the kernels (compilation happens at the first launch per dtype)."""
-    global cuda, _activate, _activate_grad, _adam_update, _inner_body, _kernels
+    global cuda, _kernels
     if _kernels is not None:
         return _kernels
-    module, simulator = _import_cuda()
+    module = _import_cuda()
+    _kernels = ck.compile_kernels(module)
     cuda = module
-    device = device_functions(cuda)
-    _activate, _activate_grad, _adam_update = device["activate"], device["activate_grad"], device["adam_update"]
-    _inner_body = cuda.jit(device=True)(_inner_body_py)
-    _kernels = _Kernels(
-        inner={np.dtype(np.float32): cuda.jit(cache=True)(_inner_kernel_f32),
-               np.dtype(np.float64): cuda.jit(cache=True)(_inner_kernel_f64)},
-        sum_rows=cuda.jit(cache=True)(_sum_rows),
-        mean_rows=cuda.jit(cache=True)(_mean_rows),
-        outer_update=cuda.jit(cache=True)(_outer_update),
-        simulator=simulator,
-    )
     return _kernels
-
-
-def device_functions(cuda_module) -> dict:
-    """CUDA device versions of every plain function in :mod:`minireptile.backends.kernel_math`.
-
-    Each is compiled from the same source with ``cuda.jit(device=True)``; their globals are a copy
-    of kernel_math's namespace in which the other kernel_math functions are replaced by their
-    device versions, so kernel_math functions may call each other (``activate`` → ``relu``)
-    on both targets without being decorated.
-    """
-    namespace = dict(vars(km))
-    for name, fn in vars(km).items():
-        if isinstance(fn, types.FunctionType) and fn.__module__ == km.__name__:
-            clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-            clone.__module__, clone.__qualname__, clone.__doc__ = fn.__module__, fn.__qualname__, fn.__doc__
-            namespace[name] = cuda_module.jit(device=True)(clone)
-    return {name: namespace[name] for name, fn in vars(km).items()
-            if isinstance(fn, types.FunctionType) and fn.__module__ == km.__name__}
-
-
-# ---------------------------------------------------------------------------------------------
-# kernels (plain functions here; compiled by _load). Outputs first, then inputs, then sizes.
-# ---------------------------------------------------------------------------------------------
-def _inner_kernel_f32(phi, m, v, losses, theta0, m0, v0, X, Yf, Yi, plan, layers, cfg, hyper, bias_corr):
-    smem = cuda.shared.array(0, float32)
-    _inner_body(smem, phi, m, v, losses, theta0, m0, v0, X, Yf, Yi, plan, layers, cfg, hyper, bias_corr)
-
-
-def _inner_kernel_f64(phi, m, v, losses, theta0, m0, v0, X, Yf, Yi, plan, layers, cfg, hyper, bias_corr):
-    smem = cuda.shared.array(0, float64)
-    _inner_body(smem, phi, m, v, losses, theta0, m0, v0, X, Yf, Yi, plan, layers, cfg, hyper, bias_corr)
-
-
-def _inner_body_py(smem,       # (n_shared,) dynamic shared memory, layout in the module docstring
-                   phi,        # out (n_tasks, P): adapted parameters
-                   m, v,       # out (n_tasks, P): Adam moments (SGD: (1, 1) dummies, untouched)
-                   losses,     # out (n_tasks,) float64: mean pre-update minibatch loss over the steps
-                   theta0,     # (n0, P), n0 in {1, n_tasks}: start point (shared or per task)
-                   m0, v0,     # (nm, P), nm in {1, n_tasks}: Adam start moments (if cfg[C_HAS_STATE])
-                   X,          # (n_tasks, n_points, d_in)
-                   Yf,         # (n_tasks, n_points, d_out) targets for mse ((1, 1, 1) dummy for ce)
-                   Yi,         # (n_tasks, n_points) int64 labels for ce ((1, 1) dummy for mse)
-                   plan,       # (n_tasks, steps, B) int64 minibatch indices
-                   layers,     # (L, 8) int64 layer table, columns L_*
-                   cfg,        # (N_CFG,) int64 codes and shared-memory offsets, entries C_*
-                   hyper,      # (N_HYPER,) data dtype: lr, beta1, beta2, eps, 2/(B·d_out), B, 0, 1
-                   bias_corr): # (steps, 2) data dtype: 1 − beta1^t, 1 − beta2^t for step t = t0 + s + 1
-    task = cuda.blockIdx.x
-    tid = cuda.threadIdx.x
-    nt = cuda.blockDim.x
-    act = cfg[C_ACT]
-    loss_kind = cfg[C_LOSS]
-    opt = cfg[C_OPT]
-    B = cfg[C_BATCH]
-    scr = cfg[C_SCRATCH]
-    n_layers = layers.shape[0]
-    steps = plan.shape[1]
-    P = phi.shape[1]
-    d_out = layers[n_layers - 1, L_FAN_OUT]
-    lr = hyper[H_LR]
-    beta1 = hyper[H_BETA1]
-    beta2 = hyper[H_BETA2]
-    eps = hyper[H_EPS]
-    mse_coef = hyper[H_MSE_COEF]
-    batch_f = hyper[H_BATCH]
-    zero = hyper[H_ZERO]
-    one = hyper[H_ONE]
-    row = task if theta0.shape[0] > 1 else 0
-    mrow = task if m0.shape[0] > 1 else 0
-    # the task's working parameters: shared memory, or its row of the output
-    if cfg[C_PHI_SHARED] != 0:
-        ws = smem
-    else:
-        ws = phi[task]
-
-    # -- load θ into the workspace and the Adam moments --------------------------------------
-    for l in range(n_layers):
-        fi = layers[l, L_FAN_IN]
-        fo = layers[l, L_FAN_OUT]
-        nw = fo * fi
-        for e in range(tid, nw + fo, nt):
-            if e < nw:
-                o = e // fi
-                k = layers[l, L_WS_W] + o * layers[l, L_STRIDE] + (e - o * fi)
-            else:
-                k = layers[l, L_WS_B] + (e - nw)
-            ws[k] = theta0[row, layers[l, L_W_OFF] + e]
-    if opt == km.OPT_ADAM:
-        for p in range(tid, P, nt):
-            if cfg[C_HAS_STATE] != 0:
-                m[task, p] = m0[mrow, p]
-                v[task, p] = v0[mrow, p]
-            else:
-                m[task, p] = zero
-                v[task, p] = zero
-    cuda.syncthreads()
-
-    loss_acc = 0.0  # float64, meaningful on thread 0 only
-    for s in range(steps):
-        # -- gather the minibatch: a_0[j, b] = X[task, plan[task, s, b], j] -------------------
-        a0 = layers[0, L_ACT]
-        d_in = layers[0, L_FAN_IN]
-        for e in range(tid, d_in * B, nt):
-            j = e // B
-            b = e - j * B
-            smem[a0 + e] = X[task, plan[task, s, b], j]
-        cuda.syncthreads()
-
-        # -- forward: z[o, b] = Σ_j W[o, j]·a[j, b] + bias[o]; hidden layers store act(z) -------
-        for l in range(n_layers):
-            fi = layers[l, L_FAN_IN]
-            fo = layers[l, L_FAN_OUT]
-            sw = layers[l, L_WS_W]
-            stride = layers[l, L_STRIDE]
-            ain = layers[l, L_ACT]
-            last = l == n_layers - 1
-            aout = cfg[C_DZ0] if last else layers[l + 1, L_ACT]
-            for e in range(tid, fo * B, nt):
-                o = e // B
-                b = e - o * B
-                wrow = sw + o * stride
-                z = ws[wrow] * smem[ain + b]
-                for j in range(1, fi):
-                    z += ws[wrow + j] * smem[ain + j * B + b]
-                z += ws[layers[l, L_WS_B] + o]
-                if last:
-                    smem[aout + e] = z
-                else:
-                    smem[aout + e] = _activate(z, act)
-            cuda.syncthreads()
-
-        # -- loss and dL/dout (in place over the outputs in dz0), per batch column -------------
-        dz = cfg[C_DZ0]
-        for b in range(tid, B, nt):
-            pt = plan[task, s, b]
-            if loss_kind == km.LOSS_MSE:
-                sq = zero
-                for o in range(d_out):
-                    diff = smem[dz + o * B + b] - Yf[task, pt, o]
-                    sq += diff * diff
-                    smem[dz + o * B + b] = mse_coef * diff
-                smem[scr + b] = sq
-            else:
-                y = Yi[task, pt]
-                mx = smem[dz + b]
-                for o in range(1, d_out):
-                    mx = max(mx, smem[dz + o * B + b])
-                se = zero
-                for o in range(d_out):
-                    se += math.exp(smem[dz + o * B + b] - mx)
-                lse = math.log(se)
-                smem[scr + b] = smem[dz + y * B + b] - mx - lse     # log p(true class)
-                for o in range(d_out):
-                    prob = math.exp(smem[dz + o * B + b] - mx - lse)
-                    if o == y:
-                        prob -= one
-                    smem[dz + o * B + b] = prob / batch_f
-        cuda.syncthreads()
-        if tid == 0:  # fixed-order sum of the per-example terms
-            total = 0.0
-            for b in range(B):
-                total += smem[scr + b]
-            if loss_kind == km.LOSS_MSE:
-                loss_acc += total / (B * d_out) / steps
-            else:
-                loss_acc += -total / B / steps
-
-        # -- backward from the top layer; update each layer right after its input gradient ----
-        cur = cfg[C_DZ0]
-        nxt = cfg[C_DZ1]
-        for l in range(n_layers - 1, -1, -1):
-            fi = layers[l, L_FAN_IN]
-            fo = layers[l, L_FAN_OUT]
-            sw = layers[l, L_WS_W]
-            stride = layers[l, L_STRIDE]
-            ain = layers[l, L_ACT]
-            if l > 0:  # dz_below[j, b] = (Σ_o W[o, j]·dz[o, b]) · act'(a[j, b]), with the old W
-                for e in range(tid, fi * B, nt):
-                    j = e // B
-                    b = e - j * B
-                    da = ws[sw + j] * smem[cur + b]
-                    for o in range(1, fo):
-                        da += ws[sw + o * stride + j] * smem[cur + o * B + b]
-                    a = smem[ain + e]
-                    smem[nxt + e] = da * _activate_grad(a, a, act)
-                cuda.syncthreads()
-            nw = fo * fi
-            for e in range(tid, nw + fo, nt):  # one parameter per item: gradient, then update
-                if e < nw:
-                    o = e // fi
-                    j = e - o * fi
-                    g = smem[cur + o * B] * smem[ain + j * B]
-                    for b in range(1, B):
-                        g += smem[cur + o * B + b] * smem[ain + j * B + b]
-                    k = sw + o * stride + j
-                else:
-                    o = e - nw
-                    g = smem[cur + o * B]
-                    for b in range(1, B):
-                        g += smem[cur + o * B + b]
-                    k = layers[l, L_WS_B] + o
-                if opt == km.OPT_ADAM:
-                    p = layers[l, L_W_OFF] + e
-                    pn, mn, vn = _adam_update(ws[k], g, m[task, p], v[task, p], lr, beta1, beta2, eps,
-                                              bias_corr[s, 0], bias_corr[s, 1])
-                    ws[k] = pn
-                    m[task, p] = mn
-                    v[task, p] = vn
-                else:
-                    ws[k] = ws[k] - lr * g
-            cuda.syncthreads()
-            cur, nxt = nxt, cur
-
-    # -- write φ back (when it lived in shared memory) and the loss ----------------------------
-    if cfg[C_PHI_SHARED] != 0:
-        for l in range(n_layers):
-            fi = layers[l, L_FAN_IN]
-            fo = layers[l, L_FAN_OUT]
-            nw = fo * fi
-            for e in range(tid, nw + fo, nt):
-                if e < nw:
-                    o = e // fi
-                    k = layers[l, L_WS_W] + o * layers[l, L_STRIDE] + (e - o * fi)
-                else:
-                    k = layers[l, L_WS_B] + (e - nw)
-                phi[task, layers[l, L_W_OFF] + e] = ws[k]
-    if tid == 0:
-        losses[task] = loss_acc
-
-
-def _sum_rows(partial,   # out (G, P): partial[g] = Σ rows[g·chunk : (g+1)·chunk], in row order
-              rows,      # (n, P)
-              chunk):    # rows per group; grid (ceil(P / T), G)
-    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    g = cuda.blockIdx.y
-    n = rows.shape[0]
-    if p < rows.shape[1]:
-        start = g * chunk
-        stop = min(n, start + chunk)
-        acc = rows[start, p]
-        for i in range(start + 1, stop):
-            acc += rows[i, p]
-        partial[g, p] = acc
-
-
-def _mean_rows(out,       # out (P,): (Σ_g partial[g]) / n
-               partial,   # (G, P)
-               n_f):      # (1,) data dtype: n
-    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    if p < out.shape[0]:
-        acc = partial[0, p]
-        for g in range(1, partial.shape[0]):
-            acc += partial[g, p]
-        out[p] = acc / n_f[0]
-
-
-def _outer_update(theta,    # in/out (P,): θ ← θ + ε·(mean_i φ_i − θ)
-                  partial,  # (G, P) group sums of φ
-                  n_f,      # (1,) data dtype: n_tasks
-                  eps,      # (iters,) data dtype: ε per outer iteration
-                  j):       # outer iteration within the chunk
-    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    if p < theta.shape[0]:
-        acc = partial[0, p]
-        for g in range(1, partial.shape[0]):
-            acc += partial[g, p]
-        mean = acc / n_f[0]
-        theta[p] = theta[p] + eps[j] * (mean - theta[p])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,30 +116,17 @@ def _outer_update(theta,    # in/out (P,): θ ← θ + ε·(mean_i φ_i − θ)
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SharedLayout:
-    """Where everything lives for one (spec, batch, dtype).
+    """Where everything lives for one (spec, batch, dtype) (see :func:`shared_layout`)."""
 
-    Attributes
-    ----------
-    layers : ndarray of int64, shape (L, 8)
-        w_off, b_off, fan_in, fan_out (θ layout), ws_w_off, ws_b_off, stride (workspace layout),
-        act_off (shared offset of the layer's input a_l, (fan_in, B)).
-    dz0, dz1, scratch : int
-        Shared offsets of the two gradient buffers and the loss terms.
-    n_shared : int
-        Shared-memory elements per block; ``nbytes = n_shared * itemsize``.
-    phi_in_shared : bool
-    threads : int
-        Default threads per block.
-    """
-
-    layers: np.ndarray
-    dz0: int
+    layers: np.ndarray   # (L, 8) int64, columns ck.L_*: w_off, b_off, fan_in, fan_out (θ layout),
+    #                      ws_w_off, ws_b_off, stride (workspace layout), act_off (a_l, (fan_in, B))
+    dz0: int             # shared offsets of the two gradient buffers
     dz1: int
-    scratch: int
-    n_shared: int
-    nbytes: int
-    phi_in_shared: bool
-    threads: int
+    scratch: int         # shared offset of the per-example loss terms
+    n_shared: int        # shared-memory elements per block
+    nbytes: int          # n_shared · itemsize
+    phi_in_shared: bool  # φ in shared memory (else in its row of the global output)
+    threads: int         # default threads per block
 
 
 def shared_layout(spec: MLPSpec, batch: int, dtype, limit: int = SHARED_MEMORY_BYTES) -> SharedLayout:
@@ -522,14 +162,14 @@ def shared_layout(spec: MLPSpec, batch: int, dtype, limit: int = SHARED_MEMORY_B
     table = np.zeros((L, 8), dtype=np.int64)
     off = 0
     for l, ((w_off, b_off), fi, fo) in enumerate(zip(spec.offsets, sizes[:-1], sizes[1:])):
-        table[l, L_W_OFF:L_FAN_OUT + 1] = (w_off, b_off, fi, fo)
+        table[l, ck.L_W_OFF:ck.L_FAN_OUT + 1] = (w_off, b_off, fi, fo)
         if phi_in_shared:
-            table[l, L_WS_W], table[l, L_WS_B], table[l, L_STRIDE] = off, off + fo * strides[l], strides[l]
+            table[l, ck.L_WS_W], table[l, ck.L_WS_B], table[l, ck.L_STRIDE] = off, off + fo * strides[l], strides[l]
             off += fo * (strides[l] + 1)
         else:
-            table[l, L_WS_W], table[l, L_WS_B], table[l, L_STRIDE] = w_off, b_off, fi
+            table[l, ck.L_WS_W], table[l, ck.L_WS_B], table[l, ck.L_STRIDE] = w_off, b_off, fi
     for l in range(L):
-        table[l, L_ACT] = off
+        table[l, ck.L_ACT] = off
         off += sizes[l] * batch
     width = max(sizes[1:]) * batch
     dz0, dz1, scratch = off, off + width, off + 2 * width
@@ -616,10 +256,10 @@ def _check_threads(threads_per_block, default: int) -> int:
 
 
 def _hyper(spec: MLPSpec, opt: InnerOptimizer, batch: int, dtype) -> np.ndarray:
-    h = np.zeros(N_HYPER, dtype=np.float64)
-    h[[H_LR, H_BETA1, H_BETA2, H_EPS]] = opt.lr, opt.beta1, opt.beta2, opt.eps
-    h[H_MSE_COEF] = 2.0 / (batch * spec.d_out)
-    h[H_BATCH], h[H_ZERO], h[H_ONE] = batch, 0.0, 1.0
+    h = np.zeros(ck.N_HYPER, dtype=np.float64)
+    h[[ck.H_LR, ck.H_BETA1, ck.H_BETA2, ck.H_EPS]] = opt.lr, opt.beta1, opt.beta2, opt.eps
+    h[ck.H_MSE_COEF] = 2.0 / (batch * spec.d_out)
+    h[ck.H_BATCH], h[ck.H_ZERO], h[ck.H_ONE] = batch, 0.0, 1.0
     return h.astype(dtype)
 
 
@@ -630,14 +270,14 @@ def _bias_corrections(opt: InnerOptimizer, t0: int, steps: int, dtype) -> np.nda
 
 
 def _cfg(spec: MLPSpec, opt: InnerOptimizer, layout: SharedLayout, batch: int, has_state: bool) -> np.ndarray:
-    c = np.zeros(N_CFG, dtype=np.int64)
-    c[C_ACT] = km.ACT_CODES[spec.activation]
-    c[C_LOSS] = km.LOSS_CODES[spec.loss]
-    c[C_OPT] = km.OPT_CODES[opt.name]
-    c[C_HAS_STATE] = int(has_state)
-    c[C_PHI_SHARED] = int(layout.phi_in_shared)
-    c[C_BATCH] = batch
-    c[C_DZ0], c[C_DZ1], c[C_SCRATCH] = layout.dz0, layout.dz1, layout.scratch
+    c = np.zeros(ck.N_CFG, dtype=np.int64)
+    c[ck.C_ACT] = km.ACT_CODES[spec.activation]
+    c[ck.C_LOSS] = km.LOSS_CODES[spec.loss]
+    c[ck.C_OPT] = km.OPT_CODES[opt.name]
+    c[ck.C_HAS_STATE] = int(has_state)
+    c[ck.C_PHI_SHARED] = int(layout.phi_in_shared)
+    c[ck.C_BATCH] = batch
+    c[ck.C_DZ0], c[ck.C_DZ1], c[ck.C_SCRATCH] = layout.dz0, layout.dz1, layout.scratch
     return c
 
 
@@ -681,19 +321,12 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
 
     d_phi = cuda.device_array((n_tasks, P), dtype)
     d_loss = cuda.device_array(n_tasks, np.float64)
-    if adam:
-        d_m, d_v = cuda.device_array((n_tasks, P), dtype), cuda.device_array((n_tasks, P), dtype)
-    else:
-        d_m, d_v = cuda.device_array((1, 1), dtype), cuda.device_array((1, 1), dtype)
-    if has_state:
-        m0, v0 = _rows("state.m", state.m, n_tasks, P, dtype), _rows("state.v", state.v, n_tasks, P, dtype)
-    else:
-        m0 = v0 = np.zeros((1, 1), dtype)
+    d_m, d_v, d_m0, d_v0 = _moments(adam, state, n_tasks, P, dtype)
     Yf, Yi = _split_targets(spec, Y, dtype, 1)
     with _small_grids_expected():
         launch = kernels.inner[dtype][n_tasks, threads, 0, layout.nbytes]
     launch(
-        d_phi, d_m, d_v, d_loss, cuda.to_device(theta0), cuda.to_device(m0), cuda.to_device(v0),
+        d_phi, d_m, d_v, d_loss, cuda.to_device(theta0), d_m0, d_v0,
         cuda.to_device(X), cuda.to_device(Yf), cuda.to_device(Yi), cuda.to_device(plan),
         cuda.to_device(layout.layers), cuda.to_device(_cfg(spec, opt, layout, batch, has_state)),
         cuda.to_device(_hyper(spec, opt, batch, dtype)), cuda.to_device(_bias_corrections(opt, t0, steps, dtype)))
@@ -701,6 +334,17 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
     losses = d_loss.copy_to_host()
     new_state = AdamState(d_m.copy_to_host(), d_v.copy_to_host(), t0 + steps) if adam else None
     return InnerResult(phi, losses, new_state)
+
+
+def _moments(adam: bool, state: AdamState | None, n_tasks: int, P: int, dtype):
+    """Device arrays m, v (n_tasks, P) for the adapted Adam moments and m0, v0 (rows of ``state``, or
+    zeros (1, P)) for their start values; (1, 1) dummies for SGD, where the kernel reads none of them."""
+    shape = (n_tasks, P) if adam else (1, 1)
+    m, v = cuda.device_array(shape, dtype), cuda.device_array(shape, dtype)
+    if adam and state is not None:
+        return m, v, *(cuda.to_device(_rows(f"state.{k}", getattr(state, k), n_tasks, P, dtype)) for k in "mv")
+    zeros = cuda.to_device(np.zeros((1, P) if adam else (1, 1), dtype))
+    return m, v, zeros, zeros
 
 
 @contextlib.contextmanager
@@ -769,8 +413,6 @@ def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, sta
     t0 = int(state.t) if first_has_state else 0
     t_start = [t0] + [(t0 + j * steps) if carry else 0 for j in range(1, iters)]
     bias = np.stack([_bias_corrections(opt, t, steps, dtype) for t in t_start])  # (iters, steps, 2)
-    cfg_first = _cfg(spec, opt, layout, batch, first_has_state)
-    cfg_rest = _cfg(spec, opt, layout, batch, carry)
 
     groups = min(n_tasks, MAX_GROUPS)
     chunk = -(-n_tasks // groups)
@@ -778,34 +420,23 @@ def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, sta
     rt = REDUCE_THREADS if threads_per_block is None else threads  # block size of the θ-sized kernels
     p_blocks = -(-P // rt)
     d_theta = cuda.to_device(np.ascontiguousarray(theta, dtype=dtype).reshape(1, P))
-    d_X, d_plans = cuda.to_device(X), cuda.to_device(plans)
-    Yf, Yi = _split_targets(spec, Y, dtype, 2)
-    d_Yf, d_Yi = cuda.to_device(Yf), cuda.to_device(Yi)
-    d_eps = cuda.to_device(eps.astype(dtype))
-    d_bias = cuda.to_device(bias)
+    d_X, d_plans, d_eps, d_bias = (cuda.to_device(a) for a in (X, plans, eps.astype(dtype), bias))
+    d_Yf, d_Yi = (cuda.to_device(a) for a in _split_targets(spec, Y, dtype, 2))
     d_layers = cuda.to_device(layout.layers)
-    d_cfg = [cuda.to_device(cfg_first), cuda.to_device(cfg_rest)]
+    d_cfg = [cuda.to_device(_cfg(spec, opt, layout, batch, has)) for has in (first_has_state, carry)]  # j = 0, j > 0
     d_hyper = cuda.to_device(_hyper(spec, opt, batch, dtype))
     d_nf = cuda.to_device(np.array([n_tasks], dtype=dtype))
     d_phi = cuda.device_array((n_tasks, P), dtype)
     d_loss = cuda.device_array((iters, n_tasks), np.float64)
     d_partial = cuda.device_array((groups, P), dtype)
-    if adam:
-        d_m, d_v = cuda.device_array((n_tasks, P), dtype), cuda.device_array((n_tasks, P), dtype)
-    else:
-        d_m, d_v = cuda.device_array((1, 1), dtype), cuda.device_array((1, 1), dtype)
-    if adam and state is not None:
-        d_m0 = cuda.to_device(_rows("state.m", state.m, n_tasks, P, dtype))
-        d_v0 = cuda.to_device(_rows("state.v", state.v, n_tasks, P, dtype))
-    else:
-        d_m0 = d_v0 = cuda.to_device(np.zeros((1, P), dtype))
+    d_m, d_v, d_m0, d_v0 = _moments(adam, state, n_tasks, P, dtype)
     if carry:  # the carried (mean) moments live here between iterations
         d_mc, d_vc = cuda.device_array((1, P), dtype), cuda.device_array((1, P), dtype)
 
     with _small_grids_expected():  # launch configurations, made once
         inner = kernels.inner[dtype][n_tasks, threads, 0, layout.nbytes]
         sum_rows = kernels.sum_rows[(p_blocks, groups), rt]
-        outer_update = kernels.outer_update[p_blocks, rt]
+        reptile_update = kernels.reptile_update[p_blocks, rt]
         mean_rows = kernels.mean_rows[p_blocks, rt]
     for j in range(iters):
         cfg = d_cfg[0] if j == 0 else d_cfg[1]
@@ -814,7 +445,7 @@ def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, sta
         inner(d_phi, d_m, d_v, d_loss[j], d_theta, m0, v0, d_X[j], Yf_j, Yi_j, d_plans[j], d_layers, cfg, d_hyper,
               d_bias[j])
         sum_rows(d_partial, d_phi, chunk)
-        outer_update(d_theta[0], d_partial, d_nf, d_eps, j)
+        reptile_update(d_theta[0], d_partial, d_nf, d_eps, j)
         if carry:
             sum_rows(d_partial, d_m, chunk)
             mean_rows(d_mc[0], d_partial, d_nf)
@@ -851,8 +482,8 @@ def warmup(spec: MLPSpec, dtype, opt: InnerOptimizer) -> float:
 
 def device_info() -> dict:
     """The GPU the backend runs on: ``name``, ``compute_capability``, ``simulator`` (for reports)."""
-    kernels = _load()
-    if kernels.simulator:
+    _load()
+    if _simulator_enabled():
         return {"name": "CUDA simulator", "compute_capability": None, "simulator": True}
     dev = cuda.get_current_device()
     name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)

@@ -247,32 +247,32 @@ def test_device_functions_are_kernel_math_compiled_for_cuda():
     """The CUDA backend's per-element math is kernel_math's source, not a copy."""
     from minireptile.backends import kernel_math as km
 
-    cb._load()
+    device = cb._load().device
     for name in ("activate", "activate_grad", "adam_update"):
-        assert getattr(cb, "_" + name).py_func.__code__ is getattr(km, name).__code__
+        assert device[name].py_func.__code__ is getattr(km, name).__code__
 
 
 PTX_CHECK = r"""
 import sys
 from numba import cuda
 import numba.cuda.dispatcher as dispatcher
-import minireptile.backends.cuda as cb
+import numpy as np
+import minireptile.backends.cuda_kernels as ck
 
 class Sm90:  # device functions compile for the current device; there is none here: pretend sm_90
     compute_capability = (9, 0)
 
 dispatcher.get_current_device = lambda: Sm90()
-cb.cuda = cuda
-device = cb.device_functions(cuda)
-cb._activate, cb._activate_grad, cb._adam_update = device["activate"], device["activate_grad"], device["adam_update"]
-cb._inner_body = cuda.jit(device=True)(cb._inner_body_py)
+kernels = ck.compile_kernels(cuda)
 for t in ("float32", "float64"):
     a2 = f"{t}[:, ::1]"
-    sigs = [(cb._inner_kernel_f32 if t == "float32" else cb._inner_kernel_f64,
+    inner = kernels.inner[np.dtype(t)].py_func
+    sigs = [(inner,
              f"void({a2}, {a2}, {a2}, float64[::1], {a2}, {a2}, {a2}, {t}[:, :, ::1], {t}[:, :, ::1], "
              f"int64[:, ::1], int64[:, :, ::1], int64[:, ::1], int64[::1], {t}[::1], {a2})"),
-            (cb._sum_rows, f"void({a2}, {a2}, int64)"), (cb._mean_rows, f"void({t}[::1], {a2}, {t}[::1])"),
-            (cb._outer_update, f"void({t}[::1], {a2}, {t}[::1], {t}[::1], int64)")]
+            (kernels.sum_rows.py_func, f"void({a2}, {a2}, int64)"),
+            (kernels.mean_rows.py_func, f"void({t}[::1], {a2}, {t}[::1])"),
+            (kernels.reptile_update.py_func, f"void({t}[::1], {a2}, {t}[::1], {t}[::1], int64)")]
     for fn, sig in sigs:
         try:
             ptx, _ = cuda.compile_ptx(fn, sig, cc=(9, 0))
@@ -281,7 +281,7 @@ for t in ("float32", "float64"):
                 print(exc)
                 sys.exit(77)  # no CUDA toolkit libraries: cannot compile here
             raise
-        if t == "float32" and fn is cb._inner_kernel_f32:
+        if t == "float32" and fn is inner:
             # float32 math stays float32: the only f64 adds are thread 0's loss sum (8 lines of PTX)
             assert ptx.count("add.f64") < 12, ptx.count("add.f64")
 print("ok")
