@@ -20,13 +20,18 @@ import signal
 import sys
 
 from .commands import compare, omniglot, sine
-from .commands.common import COMMANDS, EXIT_DIVERGED, EXIT_IO, EXIT_SIGNAL, EXIT_USAGE, FlagError, Parser  # noqa: F401
+from ._version import __version__
+from .commands.common import COMMANDS, EXIT_DIVERGED, EXIT_OK, EXIT_IO, EXIT_SIGNAL, EXIT_USAGE, FlagError, Parser  # noqa: F401
 from .errors import BackendUnavailableError, CheckpointError, DivergenceError
+from .tasks.streams import DEFAULT_SEED
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="minireptile", description="Reptile meta-learning for MLPs in NumPy and Numba.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser = Parser(prog="minireptile", description="Reptile meta-learning for MLPs in NumPy and Numba.",
+                    epilog="Run `minireptile COMMAND --help` for a command's flags. Every command takes --seed "
+                    f"(default {DEFAULT_SEED}), --threads, --backend and --quiet.")
+    parser.add_argument("--version", action="version", version=f"minireptile {__version__}")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", parser_class=Parser)
     sine.add_parser(sub)
     omniglot.add_parser(sub)
     compare.add_parser(sub)
@@ -40,6 +45,9 @@ def main(argv=None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `minireptile`: usage and the list of commands
+        parser.print_help()
+        return EXIT_OK
     prog = f"minireptile {args.command}"
     try:
         return int(args.run(args) or 0)

@@ -1,4 +1,4 @@
-"""Helpers every command shares: exit statuses, flag types, progress, versions.
+"""Helpers every command shares: exit statuses, flag types, progress, threads, the visible compile, versions.
 
 Run folders, checkpoints, signals and resuming live in :mod:`minireptile.commands.runs`.
 
@@ -16,14 +16,17 @@ needs from here; :mod:`minireptile.cli` only builds the parser and dispatches. E
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import platform
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 
 from .._version import __version__
-from ..config import ReptileConfig
+from ..progress import Counter, Progress as _Progress  # noqa: F401 (Counter: re-exported for the commands)
 
 EXIT_OK, EXIT_IO, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -96,26 +99,81 @@ def unit_interval(text: str) -> float:
     return value
 
 
-class Progress:
-    """Prints a progress line every ``every`` seconds: iteration, ε, running loss, it/s, ETA."""
+class Progress(_Progress):
+    """Training progress of a command: a tqdm bar on a terminal (with tqdm installed), plain lines
+    otherwise, nothing with ``--quiet`` (see :mod:`minireptile.progress`)."""
 
-    def __init__(self, total: int, start: int, config: ReptileConfig, quiet: bool, every: float = 2.0):
-        self.total, self.start, self.config, self.quiet, self.every = total, start, config, quiet, every
-        self.t0 = self.last = time.perf_counter()
-        self.running = None
+    def __init__(self, total: int, start: int, config, quiet: bool, every: float = 2.0):
+        super().__init__(total, start, config, "off" if quiet else "auto", every)
 
-    def __call__(self, it, theta, losses, state) -> None:
-        for value in losses:  # exponential moving average of the inner training loss
-            self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
-        now = time.perf_counter()
-        if self.quiet or (now - self.last < self.every and it < self.total):
-            return
-        self.last = now
-        rate = (it - self.start) / max(now - self.t0, 1e-9)
-        eps = self.config.eps0 + (self.config.eps_final - self.config.eps0) * it / self.config.iters
-        eta = (self.total - it) / rate if rate > 0 else float("inf")
-        print(f"iter {it:>7d}/{self.total}  eps {eps:.4f}  train loss {self.running:.4f}  "
-              f"{rate:,.0f} it/s  ETA {eta:.0f}s", flush=True)
+
+def progress_mode(args) -> str:
+    """"off" with --quiet, else "auto" (a bar on a terminal, lines in logs)."""
+    return "off" if getattr(args, "quiet", False) else "auto"
+
+
+def add_threads_flag(p) -> None:
+    """``--threads N`` (every command): threads of the numba backend's parallel loops over tasks."""
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="threads of the numba backend's parallel loop over tasks (default: numba's, one per core); "
+                   "results do not depend on it")
+
+
+def apply_threads(args) -> None:
+    """Apply ``--threads`` (if given) before any parallel work."""
+    if getattr(args, "threads", None) is not None:
+        set_threads("--threads", args.threads)
+
+
+def numba_cache_dir() -> tuple[Path, bool]:
+    """Where numba caches minireptile's compiled kernels, and whether a compiled kernel is there already.
+
+    Found without importing numba (so it can be printed at once): ``NUMBA_CACHE_DIR`` if set, else the
+    ``__pycache__`` folder beside the kernels (numba's default when it is writable).
+    """
+    import hashlib
+
+    pattern = "numba_kernels.run_chunk-*.nbi"
+    source_dir = Path(__file__).resolve().parents[1] / "backends"
+    if os.environ.get("NUMBA_CACHE_DIR"):  # numba's layout: <dir>/<parent folder>_<sha1 of the source folder>
+        sub = f"{source_dir.name}_{hashlib.sha1(str(source_dir).encode()).hexdigest()}"
+        where = Path(os.environ["NUMBA_CACHE_DIR"]) / sub
+    elif os.access(source_dir, os.W_OK):
+        where = source_dir / "__pycache__"
+    else:
+        where = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "numba"
+        return where, bool(glob.glob(str(where / "**" / pattern), recursive=True))
+    return where, bool(glob.glob(str(where / pattern)))
+
+
+def prepare_backend(prog: str, name: str, spec, dtype, opt, quiet: bool):
+    """The backend ``name``, compiled for this run: a line before compiling, and one after.
+
+    The first line says what is compiled, that it happens once, and where the cache lives; it is
+    printed before numba is even imported, so a first run never looks hung. Returns
+    ``(backend, seconds)``.
+    """
+    from ..backends import get_backend
+
+    say = (lambda text: None) if quiet else (lambda text: print(text, flush=True))
+    backend = get_backend(name) if name != "numba" else None  # an unavailable backend fails before any line
+    if name == "numba":
+        where, cached = numba_cache_dir()
+        dt = np.dtype(dtype).name
+        if cached:
+            say(f"{prog}: loading the compiled numba kernels ({dt}) from the cache in {where}")
+        else:
+            say(f"{prog}: compiling the numba kernels for {dt} (once: later runs load them from the cache in "
+                f"{where}; about a minute on 2 cores, longer on a busy machine) ...")
+    elif name == "cuda":
+        say(f"{prog}: compiling the CUDA kernels (once per process) ...")
+    backend = backend or get_backend(name)
+    t = time.perf_counter()
+    backend.warmup(spec, np.dtype(dtype), opt)
+    seconds = time.perf_counter() - t
+    if name in ("numba", "cuda"):
+        say(f"{prog}: kernels ready in {seconds:.1f} s")
+    return backend, seconds
 
 
 def set_threads(flag: str, n: int) -> None:

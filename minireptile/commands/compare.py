@@ -36,8 +36,9 @@ from ..reference import forward
 from ..reptile import ReptileConfig, meta_train
 from ..tasks.families import FAMILIES, TaskFamily, family_block, family_eval_tasks, support_query_plan
 from ..tasks.sine import block_iters_for, get_preset
-from ..tasks.streams import INIT, TRAIN, epoch_plan, stream_rng
-from .common import nonnegative_float, positive_float, positive_int
+from ..tasks.streams import DEFAULT_SEED, INIT, TRAIN, epoch_plan, stream_rng
+from .common import (add_threads_flag, apply_threads, nonnegative_float, nonnegative_int, positive_float, positive_int,
+                     prepare_backend)
 
 ALGORITHMS = ("reptile", "fomaml", "maml", "joint", "random")
 LABELS = {"reptile": "Reptile", "fomaml": "FOMAML", "maml": "MAML", "joint": "joint training (k=1)",
@@ -49,7 +50,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="train Reptile, FOMAML and MAML on one task stream and tabulate",
                        description="Train Reptile, first-order MAML and exact MAML (Hessian-vector products) "
                        "on the same stream of sine tasks (preset maml-paper by default), then report the "
-                       "post-adaptation MSE after 1, 5 and 10 steps for K = 5 and 10 shots, mean ± 95%% CI "
+                       "post-adaptation MSE after 1, 5 and 10 steps for K = 5 and 10 shots, mean ± 95% CI "
                        "over 600 held-out tasks, beside joint training and a random initialisation.")
     p.add_argument("--quick", action="store_true",
                    help=f"short run: {QUICK['iters']} outer iterations (unless --iters is given)")
@@ -77,16 +78,19 @@ def add_parser(sub) -> None:
                    help="query points scored per held-out task (default 10)")
     p.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=list(ALGORITHMS),
                    help="which rows to run (default all)")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_SEED,
+                   help=f"run seed, an integer >= 0 (default {DEFAULT_SEED}, as every command)")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="inner loops of Reptile/joint/evaluation and MAML's forward pass "
                    "(default: numba if importable, else numpy)")
-    p.add_argument("--threads", type=positive_int, help="numba threads (default: numba's; 1 is fastest on a "
-                   "loaded machine)")
+    add_threads_flag(p)
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
     p.add_argument("--save", type=Path, help="also save every trained θ (and θ0) to this .npz")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=run)
+
+
+DEFAULT_BACKEND = "numba"
 
 
 def default_backend(name: str | None):
@@ -203,15 +207,10 @@ def run(args) -> int:
     preset = get_preset("maml-paper")
     spec = MLPSpec((1, *preset.hidden, 1), preset.activation, "mse")
     family = TaskFamily(args.family, args.noise_std)
-    backend = default_backend(args.backend)
-    if args.threads is not None and backend.name == "numba":
-        import numba
-
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    apply_threads(args)
     theta0 = init_params(spec, stream_rng(args.seed, INIT), np.float64)
-    t = time.perf_counter()
-    backend.warmup(spec, np.dtype(np.float64), InnerOptimizer("sgd", args.inner_lr))
-    compile_seconds = time.perf_counter() - t
+    backend, compile_seconds = prepare_backend("minireptile compare", args.backend or DEFAULT_BACKEND, spec,
+                                               np.float64, InnerOptimizer("sgd", args.inner_lr), args.quiet)
     if not args.quiet:
         print(f"minireptile compare: family {family.name} (noise {family.noise_std}), {iters} iterations x "
               f"{args.meta_batch} tasks, K={args.train_shots} (+{args.train_shots} query), α={args.inner_lr}, "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import BACKENDS, get_backend
+from ..backends import BACKENDS
 from ..checkpoint import atomic_write, save_checkpoint
 from ..errors import DivergenceError
 from ..evaluation.fewshot import evaluate_episodes, nearest_neighbour_episodes, score_schedule
@@ -36,9 +36,10 @@ from ..reptile import ReptileConfig, meta_train
 from ..tasks.episodes import (EpisodeConfig, block_iters_for, full_batch_plan, minibatch_plan, sample_episodes,
                               train_block)
 from ..tasks.omniglot import omniglot_split, with_rotations
-from ..tasks.streams import EVAL, INIT, stream_rng
-from .common import (EXIT_DIVERGED, Progress, int_at_least, nonnegative_float, nonnegative_int, positive_float,
-                     positive_int, unit_interval, versions)
+from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, stream_rng
+from .common import (EXIT_DIVERGED, Counter, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
+                     nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode, unit_interval,
+                     versions)
 
 # the compiled CPU backend when it is part of this installation, as `minireptile sine`
 DEFAULT_BACKEND = "numba" if importlib.util.find_spec("minireptile.backends.numba_cpu") is not None else "numpy"
@@ -102,15 +103,17 @@ def add_parser(sub) -> None:
                    help="score the query set after every inner step (one backend call per step, slower) "
                    "instead of after 0, 1, 2, 3, 5, 10, 15, 20, 30, 40, 50 steps")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: float32")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="run seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_SEED,
+                   help=f"run seed, an integer >= 0 (default {DEFAULT_SEED}, as every command)")
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                    help=f"inner-loop implementation (default: {DEFAULT_BACKEND})")
+    add_threads_flag(p)
     p.add_argument("--cache-dir", type=Path,
                    help="cache folder used when the data folder is read-only (default ~/.cache/minireptile)")
     p.add_argument("--no-cache", action="store_true", help="decode the PNGs every time; write no cache")
     p.add_argument("--out", type=Path, default=Path("runs/omniglot"), help="output folder (default runs/omniglot)")
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or lines")
     p.set_defaults(run=run)
 
 
@@ -189,7 +192,7 @@ def run(args) -> int:
     spec = MLPSpec.from_dict(cfg["model"])
     dtype = np.dtype(cfg["dtype"])
     seed, ways = cfg["seed"], cfg["ways"]
-    backend = get_backend(cfg["backend"])
+    apply_threads(args)
 
     t = time.perf_counter()
     try:
@@ -220,9 +223,8 @@ def run(args) -> int:
         return _fail(str(exc))
 
     theta0 = init_params(spec, stream_rng(seed, INIT), dtype)
-    t = time.perf_counter()
-    backend.warmup(spec, dtype, rcfg.inner)
-    compile_seconds = time.perf_counter() - t
+    backend, compile_seconds = prepare_backend("minireptile omniglot", cfg["backend"], spec, dtype, rcfg.inner,
+                                              args.quiet)
     if not args.quiet:
         cached = "cache hit" if split.train.cache_hit and split.test.cache_hit else "decoded"
         print(f"minireptile omniglot: {split.protocol}", flush=True)
@@ -255,8 +257,12 @@ def run(args) -> int:
 
     t = time.perf_counter()
     steps = cfg["eval_score_steps"]
-    meta = evaluate_episodes(spec, theta, x_test, test_episodes, eval_plan, eval_opt, backend, steps)
-    random = evaluate_episodes(spec, random_inits, x_test, test_episodes, eval_plan, eval_opt, backend, steps)
+    counter = Counter(2 * test_episodes.n, "evaluate (meta-learned, then random init)", progress_mode(args))
+    meta = evaluate_episodes(spec, theta, x_test, test_episodes, eval_plan, eval_opt, backend, steps,
+                             callback=counter.update)
+    random = evaluate_episodes(spec, random_inits, x_test, test_episodes, eval_plan, eval_opt, backend, steps,
+                               callback=counter.update)
+    counter.close()
     nn_acc = nearest_neighbour_episodes(x_test, test_episodes)
     nn = tuple(float(v) for v in mean_ci95(nn_acc))
     eval_seconds = time.perf_counter() - t

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from ..backends import BACKENDS, get_backend
+from ..backends import BACKENDS
 from ..errors import CheckpointError
 from ..evaluation.regression import adapted_predictions, evaluate_sine
 from ..mlp import MLPSpec, init_params
@@ -30,8 +29,8 @@ from ..reptile import ReptileConfig
 from ..tasks.sine import PRESETS, block_iters_for, get_preset, sine_block, sine_eval_tasks
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, PLOT, stream_rng
 from . import runs
-from .common import (FlagError, Progress, int_at_least, nonnegative_float, nonnegative_int, positive_float,
-                     positive_int, set_threads, unit_interval, versions)
+from .common import (FlagError, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
+                     nonnegative_int, positive_float, positive_int, prepare_backend, unit_interval, versions)
 from .runs import check_resumable, checked_config
 
 DEFAULT_BACKEND = "numba"
@@ -78,13 +77,11 @@ def add_parser(sub) -> None:
     p.add_argument("--adam-state", choices=("reset", "carry"),
                    help="Adam moments per task (reset, default) or carried across tasks")
     p.add_argument("--dtype", choices=("float32", "float64"), help="default: float32")
-    p.add_argument("--seed", type=nonnegative_int, help="run seed, an integer >= 0 (default 1; see README for seeds 0-5)")
+    p.add_argument("--seed", type=nonnegative_int, help=f"run seed, an integer >= 0 (default {DEFAULT_SEED}, as every command)")
     p.add_argument("--backend", choices=BACKENDS,
                    help=f"inner-loop implementation (default: {DEFAULT_BACKEND}; with --resume: the checkpoint's; "
                    "another backend continues the run to rounding, not bit for bit)")
-    p.add_argument("--threads", type=positive_int, metavar="N",
-                   help="threads of the numba backend's parallel loops over tasks (default: numba's, all cores); "
-                   "results do not depend on it")
+    add_threads_flag(p)
     p.add_argument("--eval-tasks", type=int_at_least(2), help="held-out tasks, >= 2 (default 1000)")
     p.add_argument("--out", type=Path,
                    help="output folder (default runs/sine; with --resume: the checkpoint's folder)")
@@ -101,7 +98,7 @@ def add_parser(sub) -> None:
                    help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
     p.add_argument("--no-plot", action="store_true", help="skip the plot even if matplotlib is installed")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or lines")
     p.set_defaults(run=run)
 
 
@@ -219,9 +216,7 @@ def run(args) -> int:
     preset = get_preset(cfg["preset"])
     dtype = np.dtype(cfg["dtype"])
     seed = cfg["seed"]
-    backend = get_backend(cfg["backend"])
-    if getattr(args, "threads", None) is not None:
-        set_threads("--threads", args.threads)
+    apply_threads(args)
     start = ck["iteration"] if ck is not None else 0
     stop = rcfg.iters if args.stop_after is None else min(args.stop_after, rcfg.iters)
     if stop < start:
@@ -232,7 +227,7 @@ def run(args) -> int:
         plot = out / "sine.png" if not args.no_plot else None
         runs.check_outputs({"--out": [ckpt_path, plot], "--json": args.json}, resume=args.resume)
         runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "sine")
-        return _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend, start, stop, out,
+        return _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, cfg["backend"], start, stop, out,
                                    ckpt_path, plot)
 
 
@@ -240,9 +235,7 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
                         plot) -> int:
     theta0 = init_params(spec, stream_rng(seed, INIT), dtype)
     theta, state = (ck["theta"], ck["state"]) if ck is not None else (theta0, None)
-    t = time.perf_counter()
-    backend.warmup(spec, dtype, rcfg.inner)
-    compile_seconds = time.perf_counter() - t
+    backend, compile_seconds = prepare_backend("minireptile sine", backend, spec, dtype, rcfg.inner, args.quiet)
 
     block_iters = cfg["block_iters"]
 

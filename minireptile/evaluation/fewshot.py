@@ -175,7 +175,7 @@ def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOpt
 
 def evaluate_episodes(spec: MLPSpec, start, vectors: np.ndarray, episodes, plan: np.ndarray,
                       opt: InnerOptimizer, backend, steps=None, state: AdamState | None = None,
-                      chunk: int = 100) -> FewShotResult:
+                      chunk: int = 100, callback=None) -> FewShotResult:
     """:func:`adapt_and_classify` over many episodes of one data set, ``chunk`` at a time.
 
     Parameters
@@ -196,6 +196,8 @@ def evaluate_episodes(spec: MLPSpec, start, vectors: np.ndarray, episodes, plan:
         Adam moments (P,) every episode starts from (see :func:`adapt_and_classify`).
     chunk : int
         Episodes per backend call.
+    callback : callable, optional
+        ``callback(n)`` after each chunk of ``n`` episodes (progress reporting).
 
     Returns
     -------
@@ -209,6 +211,8 @@ def evaluate_episodes(spec: MLPSpec, start, vectors: np.ndarray, episodes, plan:
         parts.append(adapt_and_classify(spec, theta, gather(vectors, ep.support), ep.support_labels,
                                         gather(vectors, ep.query), ep.query_labels, plan[i:j], opt, backend, steps,
                                         state))
+        if callback is not None:
+            callback(j - i)
     return FewShotResult(parts[0].steps, np.concatenate([p.loss for p in parts]),
                          np.concatenate([p.accuracy for p in parts]))
 

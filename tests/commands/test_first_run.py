@@ -1,0 +1,54 @@
+"""What a new user sees first: the compile notice, `--version`, a bare `minireptile`, `--threads` everywhere."""
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minireptile import __version__
+from minireptile.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_first_line_comes_before_the_compile(tmp_path):
+    """With an empty numba cache the first line says what is compiled and where it is cached, before compiling."""
+    cache = tmp_path / "numba-cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "minireptile", "sine", "--iters", "10", "--out", str(tmp_path / "r")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    try:
+        first = proc.stdout.readline()
+        # the compile has not finished: the kernel's cache index is not written yet
+        compiled = glob.glob(str(cache / "**" / "numba_kernels.run_chunk-*.nbi"), recursive=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert first.startswith("minireptile sine: compiling the numba kernels for float32 (once"), first
+    assert str(cache) in first
+    assert compiled == []
+
+
+def test_version_and_bare_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"minireptile {__version__}"
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: minireptile")
+    for command in ("sine", "omniglot", "compare"):
+        assert f"    {command} " in out
+
+
+@pytest.mark.parametrize("command", ["sine", "omniglot", "compare"])
+def test_every_command_takes_threads_seed_and_quiet(command):
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    flags = {opt for action in sub._actions for opt in action.option_strings}
+    assert {"--threads", "--seed", "--quiet", "--backend"} <= flags
+    seed = next(a for a in sub._actions if "--seed" in a.option_strings)
+    assert seed.default in (None, 1)
+    assert "%%" not in sub.format_help()
