@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,24 +27,62 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import BACKENDS
-from ..checkpoint import atomic_write, save_checkpoint
-from ..errors import DivergenceError
+from ..checkpoint import atomic_write
+from ..errors import CheckpointError, DivergenceError
 from ..evaluation.fewshot import evaluate_episodes, nearest_neighbour_episodes, score_schedule
 from ..evaluation.regression import mean_ci95
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
-from ..reptile import ReptileConfig, meta_train
+from ..reptile import ReptileConfig
 from ..tasks.episodes import (EpisodeConfig, block_iters_for, full_batch_plan, minibatch_plan, sample_episodes,
                               train_block)
 from ..tasks.omniglot import omniglot_split, with_rotations
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, stream_rng
-from .common import (EXIT_DIVERGED, Counter, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
-                     nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode, unit_interval,
-                     versions)
+from . import runs
+from .common import (EXIT_DIVERGED, Counter, FlagError, Progress, add_threads_flag, apply_threads, int_at_least,
+                     nonnegative_float, nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode,
+                     unit_interval, versions)
 
 # the compiled CPU backend when it is part of this installation, as `minireptile sine`
 DEFAULT_BACKEND = "numba" if importlib.util.find_spec("minireptile.backends.numba_cpu") is not None else "numpy"
 EVAL_EPISODES, EVAL_PLAN, EVAL_INIT = 0, 1, 2   # sub-keys of the EVAL stream
+DEFAULT_OUT = Path("runs/omniglot")
+DEFAULT_CHECKPOINT_EVERY = 500
+
+# Flags that define a run -> where the config keeps their value. With --resume each must be left out or
+# equal the checkpoint's value, except the evaluation flags, which do not change training.
+RUN_FLAGS = {
+    "ways": ("--ways", lambda c: c["ways"]),
+    "shots": ("--shots", lambda c: c["shots"]),
+    "train_shots": ("--train-shots", lambda c: c["train_shots"]),
+    "queries": ("--queries", lambda c: c["queries"]),
+    "iters": ("--iters", lambda c: c["reptile"]["iters"]),
+    "meta_batch": ("--meta-batch", lambda c: c["reptile"]["meta_batch"]),
+    "inner_iters": ("--inner-iters", lambda c: c["reptile"]["inner_steps"]),
+    "inner_batch": ("--inner-batch", lambda c: c["reptile"]["inner_batch"]),
+    "replacement": ("--replacement", lambda c: c["replacement"]),
+    "inner_lr": ("--inner-lr", lambda c: c["reptile"]["inner"]["lr"]),
+    "outer_lr": ("--outer-lr", lambda c: c["reptile"]["eps0"]),
+    "outer_lr_final": ("--outer-lr-final", lambda c: c["reptile"]["eps_final"]),
+    "optimizer": ("--optimizer", lambda c: c["reptile"]["inner"]["name"]),
+    "beta1": ("--beta1", lambda c: c["reptile"]["inner"]["beta1"]),
+    "beta2": ("--beta2", lambda c: c["reptile"]["inner"]["beta2"]),
+    "adam_state": ("--adam-state", lambda c: c["reptile"]["inner"]["state_policy"]),
+    "hidden": ("--hidden", lambda c: tuple(c["model"]["sizes"][1:-1])),
+    "activation": ("--activation", lambda c: c["model"]["activation"]),
+    "size": ("--size", lambda c: c["size"]),
+    "no_augment": ("--no-augment", lambda c: not c["augment"] if isinstance(c["augment"], bool) else c["augment"]),
+    "eval_episodes": ("--eval-episodes", lambda c: c["eval_episodes"]),
+    "eval_inner_iters": ("--eval-inner-iters", lambda c: c["eval_inner_iters"]),
+    "eval_inner_batch": ("--eval-inner-batch", lambda c: c["eval_inner_batch"]),
+    "every_step": ("--every-step", lambda c: c["every_step"]),
+    "dtype": ("--dtype", lambda c: c["dtype"]),
+    "seed": ("--seed", lambda c: c["seed"]),
+}
+ADAM_ONLY = ("beta1", "beta2", "adam_state")
+SWITCHES = ("replacement", "no_augment", "every_step")
+EVAL_FLAGS = ("eval_episodes", "eval_inner_iters", "eval_inner_batch", "every_step")
+DEFAULTS: dict = {}   # filled by add_parser: the parser's default of each run-defining flag
 
 
 def hidden_sizes(text: str) -> tuple[int, ...]:
@@ -67,8 +106,9 @@ def add_parser(sub) -> None:
         "zips (images_background*.zip, images_evaluation.zip), one zip, or an unpacked alphabet/character/*.png "
         "folder. With images_background_small1.zip and images_background_small2.zip: meta-train on small1, meta-test "
         "on small2's alphabets not in small1. Decoding PNGs needs Pillow: pip install \"minireptile[images]\".")
-    p.add_argument("--data", type=Path, required=True, help="Omniglot zips folder, a zip, or an unpacked split")
-    p.add_argument("--ways", type=positive_int, default=5, help="classes per episode N (default 5)")
+    p.add_argument("--data", type=Path,
+                   help="Omniglot zips folder, a zip, or an unpacked split (required; with --resume: the run's)")
+    p.add_argument("--ways", type=int_at_least(2), default=5, help="classes per episode N, >= 2 (default 5)")
     p.add_argument("--shots", type=positive_int, default=1, help="support examples per class K at test (default 1)")
     p.add_argument("--train-shots", type=positive_int, default=10,
                    help="support examples per class in meta-training episodes (default 10)")
@@ -105,47 +145,152 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default: float32")
     p.add_argument("--seed", type=nonnegative_int, default=DEFAULT_SEED,
                    help=f"run seed, an integer >= 0 (default {DEFAULT_SEED}, as every command)")
-    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
-                   help=f"inner-loop implementation (default: {DEFAULT_BACKEND})")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help=f"inner-loop implementation (default: {DEFAULT_BACKEND}; with --resume: the checkpoint's)")
     add_threads_flag(p)
     p.add_argument("--cache-dir", type=Path,
                    help="cache folder used when the data folder is read-only (default ~/.cache/minireptile)")
     p.add_argument("--no-cache", action="store_true", help="decode the PNGs every time; write no cache")
-    p.add_argument("--out", type=Path, default=Path("runs/omniglot"), help="output folder (default runs/omniglot)")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default runs/omniglot; with --resume: the checkpoint's folder)")
+    p.add_argument("--checkpoint-every", type=nonnegative_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
+                   help=f"write OUT/checkpoint.npz every N iterations (default {DEFAULT_CHECKPOINT_EVERY}; 0: only "
+                   "at the start and the end)")
+    p.add_argument("--stop-after", type=positive_int, metavar="K",
+                   help="stop cleanly once K iterations of the run are done (counted from iteration 0, also when "
+                   "resuming), write the checkpoint and skip evaluation")
+    p.add_argument("--resume", type=Path, metavar="CKPT",
+                   help="continue the run saved in CKPT with its configuration (run-defining flags may be "
+                   "repeated only with the same values)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
     p.add_argument("--quiet", action="store_true", help="no progress bars or lines")
-    p.set_defaults(run=run)
+    # run-defining flags default to None, so that a value given with --resume can be told from a default
+    DEFAULTS.update({dest: p.get_default(dest) for dest in RUN_FLAGS})
+    p.set_defaults(run=run, **{dest: None for dest in RUN_FLAGS})
 
 
 def build_config(args) -> dict:
-    """The run's full configuration as a JSON-serialisable dict (stored in checkpoints)."""
-    d_in = args.size * args.size
-    spec = MLPSpec((d_in, *args.hidden, args.ways), args.activation, "ce")
-    opt = InnerOptimizer(args.optimizer, args.inner_lr, args.beta1, args.beta2, 1e-8, args.adam_state)
-    reptile = ReptileConfig(iters=args.iters, meta_batch=args.meta_batch, eps0=args.outer_lr,
-                            eps_final=args.outer_lr_final, inner=opt, inner_steps=args.inner_iters,
-                            inner_batch=args.inner_batch)
-    n_points = args.ways * args.train_shots
+    """The run's full configuration as a JSON-serialisable dict (stored in checkpoints).
+
+    Raises FlagError for a combination no run can use (Adam-only flags with ``--optimizer sgd``).
+    """
+    given = {dest: getattr(args, dest) for dest in RUN_FLAGS}
+    if (given["optimizer"] or DEFAULTS["optimizer"]) != "adam":
+        for dest in ADAM_ONLY:
+            if given[dest] is not None:
+                raise FlagError(RUN_FLAGS[dest][0], "applies to --optimizer adam only (the run uses sgd)")
+    a = argparse.Namespace(**{dest: DEFAULTS[dest] if v is None else v for dest, v in given.items()})
+    if args.data is None:
+        raise FlagError("--data", "required (the Omniglot zips folder, a zip, or an unpacked split)")
+    d_in = a.size * a.size
+    spec = MLPSpec((d_in, *a.hidden, a.ways), a.activation, "ce")
+    opt = InnerOptimizer(a.optimizer, a.inner_lr, a.beta1, a.beta2, 1e-8, a.adam_state)
+    reptile = ReptileConfig(iters=a.iters, meta_batch=a.meta_batch, eps0=a.outer_lr,
+                            eps_final=a.outer_lr_final, inner=opt, inner_steps=a.inner_iters,
+                            inner_batch=a.inner_batch)
+    n_points = a.ways * a.train_shots
     return {
         "command": "omniglot",
-        "data": str(args.data),
-        "size": args.size,
-        "augment": not args.no_augment,
-        "ways": args.ways,
-        "shots": args.shots,
-        "train_shots": args.train_shots,
-        "queries": args.queries,
-        "replacement": args.replacement,
+        "data": os.path.abspath(args.data),
+        "size": a.size,
+        "augment": not a.no_augment,
+        "ways": a.ways,
+        "shots": a.shots,
+        "train_shots": a.train_shots,
+        "queries": a.queries,
+        "replacement": a.replacement,
         "model": spec.to_dict(),
         "reptile": reptile.to_dict(),
-        "dtype": args.dtype,
-        "seed": args.seed,
-        "backend": args.backend,
-        "eval_episodes": args.eval_episodes,
-        "eval_inner_iters": args.eval_inner_iters,
-        "eval_inner_batch": args.eval_inner_batch or args.ways * args.shots,
-        "eval_score_steps": list(score_schedule(args.eval_inner_iters, args.every_step)),
-        "block_iters": block_iters_for(args.meta_batch, n_points, d_in),
+        "dtype": a.dtype,
+        "seed": a.seed,
+        "backend": args.backend or DEFAULT_BACKEND,
+        "eval_episodes": a.eval_episodes,
+        "eval_inner_iters": a.eval_inner_iters,
+        "eval_inner_batch": a.eval_inner_batch or a.ways * a.shots,
+        "every_step": a.every_step,
+        "eval_score_steps": list(score_schedule(a.eval_inner_iters, a.every_step)),
+        "block_iters": block_iters_for(a.meta_batch, n_points, d_in),
+    }
+
+
+def config_argv(cfg: dict) -> list:
+    """The flags that start the run ``cfg`` (the inverse of :func:`build_config`)."""
+    argv = ["--data", cfg["data"], "--backend", cfg["backend"]]
+    for dest, (flag, saved) in RUN_FLAGS.items():
+        if dest in ADAM_ONLY and cfg["reptile"]["inner"]["name"] != "adam":
+            continue
+        value = saved(cfg)
+        if dest in SWITCHES:
+            if not isinstance(value, bool):
+                raise ValueError(f"{flag} is {value!r}, not true or false")
+            argv += [flag] if value else []
+        elif dest == "hidden":
+            argv += [flag, ",".join(runs.flag_text(v) for v in value)]
+        else:
+            argv += [flag, value]
+    return argv
+
+
+def resumed_config(args, ck: dict) -> dict:
+    """The configuration of the run saved in checkpoint ``ck``, checked by the rules of the flags.
+
+    Raises CheckpointError (not a usable ``minireptile omniglot`` run) or FlagError (a run-defining
+    flag given with another value than the checkpoint's).
+    """
+    cfg, where = ck["config"], repr(str(args.resume))
+    if cfg.get("command") != "omniglot":
+        raise CheckpointError(f"checkpoint: {where} was written by `minireptile {cfg.get('command')}`, not `omniglot`")
+    runs.checked_config("omniglot", add_parser, build_config, cfg, config_argv, where)
+    rcfg = _reptile_config(cfg)
+    carry = rcfg.inner.name == "adam" and rcfg.inner.state_policy == "carry"
+    runs.check_resumable(ck, cfg, MLPSpec.from_dict(cfg["model"]).n_params, rcfg.iters,
+                         rcfg.inner_steps if carry else None, where)
+    if ck["status"] == "diverged":
+        raise FlagError("--resume", f"the run in {where} diverged at iteration {ck['iteration']}; resuming it would "
+                        "diverge again: start a new run with a smaller --inner-lr or --outer-lr")
+    for dest, (flag, saved) in RUN_FLAGS.items():
+        value = getattr(args, dest)
+        if dest in EVAL_FLAGS or value is None:
+            continue
+        if dest in SWITCHES:
+            value = bool(value)
+        if value != saved(cfg):
+            raise FlagError(flag, f"cannot change a resumed run (the checkpoint has {saved(cfg)!r}, got {value!r}); "
+                            "leave it out, or start a new run without --resume")
+    cfg = dict(cfg)
+    if args.data is not None:
+        cfg["data"] = os.path.abspath(args.data)
+    if args.backend is not None:
+        cfg["backend"] = args.backend
+    if any(getattr(args, dest) is not None for dest in EVAL_FLAGS):   # evaluation settings are free
+        sgd = cfg["reptile"]["inner"]["name"] != "adam"
+        ns = argparse.Namespace(**{dest: (getattr(args, dest) if getattr(args, dest) is not None else saved(cfg))
+                                   for dest, (_, saved) in RUN_FLAGS.items() if not (sgd and dest in ADAM_ONLY)},
+                                **{dest: None for dest in ADAM_ONLY if sgd}, data=cfg["data"], backend=cfg["backend"])
+        fresh = build_config(ns)
+        for key in ("eval_episodes", "eval_inner_iters", "eval_inner_batch", "every_step", "eval_score_steps"):
+            cfg[key] = fresh[key]
+    return cfg
+
+
+def memory_terms(cfg: dict) -> dict:
+    """Bytes of the run's largest arrays, by the flag that sizes them (for :func:`runs.check_memory`)."""
+    r, spec = cfg["reptile"], MLPSpec.from_dict(cfg["model"])
+    item, d_in, P = np.dtype(cfg["dtype"]).itemsize, spec.sizes[0], spec.n_params
+    ways, mb, bi = cfg["ways"], r["meta_batch"], cfg["block_iters"]
+    episode = ways * (cfg["shots"] + cfg["queries"])
+    chunk = min(cfg["eval_episodes"], 100)
+    return {
+        "--meta-batch": bi * mb * ways * cfg["train_shots"] * (d_in * item + 8) + mb * (6 * P + 4 * max(spec.sizes)
+                                                                                       * r["inner_batch"]) * item,
+        ("--inner-iters" if r["inner_steps"] >= r["inner_batch"] else "--inner-batch"):
+            bi * mb * r["inner_steps"] * r["inner_batch"] * 8,
+        "--eval-episodes": cfg["eval_episodes"] * (episode * 8 * 2 + cfg["eval_inner_iters"] * cfg["eval_inner_batch"]
+                                                   * 8 + 2 * len(cfg["eval_score_steps"]) * 8 + 8),
+        "--queries": chunk * episode * (d_in + 4 * max(spec.sizes)) * item * 2 + 3 * chunk * P * item,
+        "--hidden": 12 * P * item,
     }
 
 
@@ -187,8 +332,25 @@ def _summary(result) -> dict:
 
 
 def run(args) -> int:
-    cfg = build_config(args)
+    ck = runs.load_resume(args.resume) if args.resume is not None else None
+    try:
+        cfg = resumed_config(args, ck) if ck is not None else build_config(args)
+    except CheckpointError as exc:
+        raise FlagError("--resume", str(exc)) from None
     rcfg = _reptile_config(cfg)
+    start = ck["iteration"] if ck is not None else 0
+    stop = rcfg.iters if args.stop_after is None else min(args.stop_after, rcfg.iters)
+    if stop < start:
+        raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
+    runs.check_memory(memory_terms(cfg))
+    out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
+    with runs.claim_folder(out):
+        runs.check_outputs({"--out": ckpt_path, "--json": args.json}, resume=args.resume)
+        runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "omniglot")
+        return _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path)
+
+
+def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path) -> int:
     spec = MLPSpec.from_dict(cfg["model"])
     dtype = np.dtype(cfg["dtype"])
     seed, ways = cfg["seed"], cfg["ways"]
@@ -196,7 +358,7 @@ def run(args) -> int:
 
     t = time.perf_counter()
     try:
-        split = omniglot_split(args.data, cfg["size"], args.cache_dir, not args.no_cache)
+        split = omniglot_split(Path(cfg["data"]), cfg["size"], args.cache_dir, not args.no_cache)
     except (FileNotFoundError, ValueError, ImportError) as exc:
         return _fail(str(exc))
     load_seconds = time.perf_counter() - t
@@ -223,10 +385,12 @@ def run(args) -> int:
         return _fail(str(exc))
 
     theta0 = init_params(spec, stream_rng(seed, INIT), dtype)
+    theta, state = (ck["theta"], ck["state"]) if ck is not None else (theta0, None)
     backend, compile_seconds = prepare_backend("minireptile omniglot", cfg["backend"], spec, dtype, rcfg.inner,
                                               args.quiet)
     if not args.quiet:
         cached = "cache hit" if split.train.cache_hit and split.test.cache_hit else "decoded"
+        resumed = f"; resuming {args.resume} at iteration {start}" if ck is not None else ""
         print(f"minireptile omniglot: {split.protocol}", flush=True)
         print(f"  meta-train {train_set.n_classes} classes ({split.train.n_classes} characters"
               f"{' x 4 rotations' if cfg['augment'] else ''}), meta-test {split.test.n_classes} characters; "
@@ -234,21 +398,14 @@ def run(args) -> int:
         print(f"  {ways}-way {cfg['shots']}-shot (train {cfg['train_shots']}-shot), MLP {'-'.join(map(str, spec.sizes))} "
               f"{spec.activation}, {rcfg.iters} iterations x meta-batch {rcfg.meta_batch}, {rcfg.inner.name} "
               f"x{rcfg.inner_steps} (batch {rcfg.inner_batch}, lr {rcfg.inner.lr}), ε {rcfg.eps0}→{rcfg.eps_final}, "
-              f"backend {backend.name}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s", flush=True)
-    progress = Progress(rcfg.iters, 0, rcfg, args.quiet)
-    out = Path(args.out)
-    ckpt_path = out / "checkpoint.npz"
-    t = time.perf_counter()
-    try:
-        theta, state = meta_train(spec, theta0, sample_block, block_iters, rcfg, backend, callback=progress)
-    except DivergenceError as exc:
-        save_checkpoint(ckpt_path, exc.theta, cfg, exc.iteration, exc.state, status="diverged")
-        print(f"minireptile omniglot: error: training diverged at outer iteration {exc.iteration}: the inner loss or θ "
-              f"became NaN or inf. The last finite θ is in {ckpt_path}. Start a new run with a smaller --inner-lr "
-              f"(now {rcfg.inner.lr:g}) or --outer-lr (now {rcfg.eps0:g}).", file=sys.stderr)
-        return EXIT_DIVERGED
-    train_seconds = time.perf_counter() - t
-    save_checkpoint(ckpt_path, theta, cfg, rcfg.iters, state)
+              f"backend {backend.name}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s{resumed}", flush=True)
+    progress = Progress(stop, start, rcfg, args.quiet)
+    status, it, theta, state, train_seconds = runs.train_with_checkpoints(
+        prog="minireptile omniglot", command="omniglot", ckpt_path=ckpt_path, cfg=cfg, spec=spec, theta=theta,
+        state=state, start=start, stop=stop, sample_block=sample_block, block_iters=block_iters, rcfg=rcfg,
+        backend=backend, every=args.checkpoint_every, progress=progress)
+    if status is not None:
+        return status
 
     eval_opt = InnerOptimizer(rcfg.inner.name, rcfg.inner.lr, rcfg.inner.beta1, rcfg.inner.beta2, rcfg.inner.eps)
 
@@ -258,10 +415,16 @@ def run(args) -> int:
     t = time.perf_counter()
     steps = cfg["eval_score_steps"]
     counter = Counter(2 * test_episodes.n, "evaluate (meta-learned, then random init)", progress_mode(args))
-    meta = evaluate_episodes(spec, theta, x_test, test_episodes, eval_plan, eval_opt, backend, steps,
-                             callback=counter.update)
-    random = evaluate_episodes(spec, random_inits, x_test, test_episodes, eval_plan, eval_opt, backend, steps,
-                               callback=counter.update)
+    try:
+        meta = evaluate_episodes(spec, theta, x_test, test_episodes, eval_plan, eval_opt, backend, steps,
+                                 callback=counter.update)
+        random = evaluate_episodes(spec, random_inits, x_test, test_episodes, eval_plan, eval_opt, backend, steps,
+                                   callback=counter.update)
+    except DivergenceError as exc:
+        counter.close()
+        print(f"minireptile omniglot: error: {exc} (now --inner-lr {rcfg.inner.lr:g}); the trained θ is in "
+              f"{ckpt_path}", file=sys.stderr)
+        return EXIT_DIVERGED
     counter.close()
     nn_acc = nearest_neighbour_episodes(x_test, test_episodes)
     nn = tuple(float(v) for v in mean_ci95(nn_acc))
@@ -284,9 +447,9 @@ def run(args) -> int:
             "load_seconds": load_seconds,
             "compile_seconds": compile_seconds,
             "train_seconds": train_seconds,
-            "seconds_per_iteration": train_seconds / rcfg.iters,
+            "seconds_per_iteration": train_seconds / max(rcfg.iters - start, 1),
             "gflop_per_iteration": flops / 1e9,
-            "train_gflops": flops * rcfg.iters / train_seconds / 1e9,
+            "train_gflops": flops * (rcfg.iters - start) / max(train_seconds, 1e-9) / 1e9,
             "eval_seconds": eval_seconds,
             "eval": {
                 "episodes": test_episodes.n,
@@ -297,6 +460,6 @@ def run(args) -> int:
             },
             "versions": versions(),
         }
-        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
         print(f"json: {args.json}")
     return 0

@@ -189,10 +189,10 @@ def memory_terms(cfg: dict) -> dict:
     width = max(MLPSpec.from_dict(cfg["model"]).sizes)
     tasks = cfg["block_iters"] * r["meta_batch"]
     n_points = preset.n_train_points()
+    plans = "--inner-steps" if r["inner_steps"] >= r["inner_batch"] else "--inner-batch"
     return {
-        "--meta-batch": tasks * (2 * n_points * item + r["inner_steps"] * r["inner_batch"] * 8)
-        + r["meta_batch"] * (4 * P + r["inner_batch"] * width * 4) * 8,
-        "--inner-steps": tasks * r["inner_steps"] * r["inner_batch"] * 8,
+        "--meta-batch": tasks * 2 * n_points * item + r["meta_batch"] * (4 * P + r["inner_batch"] * width * 4) * 8,
+        plans: tasks * r["inner_steps"] * r["inner_batch"] * 8,
         "--eval-tasks": cfg["eval_tasks"] * (2 * preset.n_grid + 4 * preset.eval_shots + 4 * P) * 8,
     }
 

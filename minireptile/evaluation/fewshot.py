@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
+from ..errors import DivergenceError
 from ..mlp import MLPSpec
 from ..optim import AdamState, InnerOptimizer
 from ..tasks.episodes import gather
@@ -155,6 +156,11 @@ def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOpt
     Returns
     -------
     FewShotResult
+
+    Raises
+    ------
+    DivergenceError
+        Adapting produced a NaN or infinite θ or query loss (never a silent NaN in the result).
     """
     n, S = plan.shape[0], plan.shape[1]
     steps = tuple(range(S + 1)) if steps is None else tuple(int(k) for k in steps)
@@ -167,9 +173,15 @@ def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOpt
     done = 0
     for j, target in enumerate(steps):
         if target > done:
-            res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, done:target]), opt, state)
+            with np.errstate(over="ignore", invalid="ignore"):
+                res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, done:target]), opt, state)
             phi, state, done = res.phi, res.state, target
-        loss[:, j], accuracy[:, j] = query_scores(spec, phi, Xq, Yq)
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss[:, j], accuracy[:, j] = query_scores(spec, phi, Xq, Yq)
+        if not (np.isfinite(phi).all() and np.isfinite(loss[:, j]).all()):
+            raise DivergenceError(f"evaluation diverged: adapting to a held-out episode gave a NaN or infinite loss "
+                                  f"or θ within {target} inner steps (inner lr {opt.lr:g}); lower the inner "
+                                  "learning rate")
     return FewShotResult(steps, loss, accuracy)
 
 

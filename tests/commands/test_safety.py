@@ -341,3 +341,11 @@ def test_item21_a_folder_where_the_plot_goes_is_a_flag_error(tmp_path, capsys):
     assert main(["sine", "--iters", "20", "--backend", "numpy", "--eval-tasks", "2", "--quiet", "--out",
                  str(tmp_path)]) == 2
     assert "is a folder; expected a file path" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("flag", ["--meta-batch", "--eval-tasks", "--inner-steps"])
+def test_item11_sizes_that_cannot_be_allocated_are_refused_with_the_estimate(tmp_path, capsys, flag):
+    assert sine("--out", tmp_path, flag, 10**9) == 2
+    line = one_error_line(capsys)
+    assert f"argument {flag}: the run would need about" in line and "GiB" in line
+    assert not (tmp_path / "checkpoint.npz").exists()
