@@ -95,7 +95,7 @@ def atomic_write(path, write) -> None:
 
 
 def save_checkpoint(path, theta: np.ndarray, config: dict, iteration: int,
-                    state: AdamState | None = None, *, status: str = "complete") -> None:
+                    state: AdamState | None = None, *, status: str = "complete", extra: dict | None = None) -> None:
     """Write a checkpoint atomically.
 
     Parameters
@@ -109,6 +109,9 @@ def save_checkpoint(path, theta: np.ndarray, config: dict, iteration: int,
     state : AdamState or None
         Carried Adam moments (shape (P,)), if any.
     status : {"running", "stopped", "interrupted", "diverged", "complete"}
+    extra : dict of str to ndarray, optional
+        More parameter vectors of θ's shape and dtype (finite), stored as ``extra_NAME`` (e.g. the
+        models a ``compare`` run has finished).
 
     Raises
     ------
@@ -135,6 +138,12 @@ def save_checkpoint(path, theta: np.ndarray, config: dict, iteration: int,
         "iteration": np.array(int(iteration), dtype=np.int64),
         "status": np.array(status),
     }
+    for name, value in (extra or {}).items():
+        value = np.ascontiguousarray(value)
+        if not (name.isidentifier() and value.shape == theta.shape and value.dtype == theta.dtype
+                and np.isfinite(value).all()):
+            raise ValueError(f"extra: {name!r} must be a finite array like theta, got {value.dtype} {value.shape}")
+        arrays[f"extra_{name}"] = value
     if state is not None:
         arrays.update(adam_m=np.ascontiguousarray(state.m, dtype=theta.dtype),
                       adam_v=np.ascontiguousarray(state.v, dtype=theta.dtype),
@@ -212,9 +221,9 @@ def _load(path: Path, where: str, check_finite: bool) -> dict:
     if any(has_adam) and not all(has_adam):
         raise CheckpointError(f"checkpoint: {where} is corrupted: the Adam state is incomplete "
                               f"(it has {[k for k in ADAM if k in data]})")
-    extra = sorted(set(data) - set(REQUIRED) - set(ADAM))
-    if extra:
-        raise CheckpointError(f"checkpoint: {where} is corrupted: unexpected fields {extra}")
+    unknown = sorted(k for k in set(data) - set(REQUIRED) - set(ADAM) if not k.startswith("extra_"))
+    if unknown:
+        raise CheckpointError(f"checkpoint: {where} is corrupted: unexpected fields {unknown}")
     _scalar_str(data, "minireptile_version", where)
     try:
         config = json.loads(_scalar_str(data, "config", where))
@@ -243,7 +252,12 @@ def _load(path: Path, where: str, check_finite: bool) -> dict:
         problem = "the Adam state does not match theta"
     elif state is not None and check_finite and not (np.isfinite(state.m).all() and np.isfinite(state.v).all()):
         problem = "the Adam state holds NaN or inf"
+    extra = {k[len("extra_"):]: data[k] for k in sorted(data) if k.startswith("extra_")}
+    for name, value in extra.items():
+        if problem is None and not (value.shape == theta.shape and value.dtype == theta.dtype
+                                    and (not check_finite or np.isfinite(value).all())):
+            problem = f"extra_{name} is not a finite vector like theta ({value.dtype}, shape {value.shape})"
     if problem:
         raise CheckpointError(f"checkpoint: {where} is corrupted: {problem}")
-    return {"theta": theta, "config": config, "iteration": iteration, "state": state, "status": status,
+    return {"extra": extra, "theta": theta, "config": config, "iteration": iteration, "state": state, "status": status,
             "format_version": version}

@@ -19,6 +19,7 @@ size α on K shots, score the MSE on the task's query points, mean ± Student-t 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -27,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import BACKENDS, get_backend
-from ..errors import BackendUnavailableError
+from ..checkpoint import atomic_write, save_checkpoint
+from ..errors import BackendUnavailableError, CheckpointError
 from ..algorithms.maml import MAMLConfig, meta_train_maml
 from ..evaluation.regression import adapt_and_score
 from ..mlp import MLPSpec, init_params
@@ -37,13 +39,23 @@ from ..reptile import ReptileConfig, meta_train
 from ..tasks.families import FAMILIES, TaskFamily, family_block, family_eval_tasks, support_query_plan
 from ..tasks.sine import block_iters_for, get_preset
 from ..tasks.streams import DEFAULT_SEED, INIT, TRAIN, epoch_plan, stream_rng
-from .common import (add_threads_flag, apply_threads, nonnegative_float, nonnegative_int, positive_float, positive_int,
-                     prepare_backend)
+from . import runs
+from .common import (FlagError, add_threads_flag, apply_threads, int_at_least, nonnegative_float, nonnegative_int,
+                     positive_float, positive_int, prepare_backend)
 
 ALGORITHMS = ("reptile", "fomaml", "maml", "joint", "random")
 LABELS = {"reptile": "Reptile", "fomaml": "FOMAML", "maml": "MAML", "joint": "joint training (k=1)",
           "random": "random init"}
 QUICK = {"iters": 1000, "eval_tasks": 600}
+DEFAULT_OUT = Path("runs/compare")
+DEFAULT_CHECKPOINT_EVERY = 1000
+MAX_NOISE_STD = 1e6
+# flags that define a run (each a key of the stored configuration); with --resume each must be left out or
+# equal the checkpoint's value
+RUN_KEYS = ("family", "noise_std", "iters", "meta_batch", "train_shots", "inner_lr", "maml_steps", "outer_lr",
+            "reptile_steps", "reptile_batch", "reptile_eps", "shots", "eval_steps", "eval_tasks", "eval_query",
+            "algorithms", "seed")
+DEFAULTS: dict = {}   # filled by add_parser: the parser's default of each run-defining flag
 
 
 def add_parser(sub) -> None:
@@ -56,7 +68,7 @@ def add_parser(sub) -> None:
                    help=f"short run: {QUICK['iters']} outer iterations (unless --iters is given)")
     p.add_argument("--family", choices=FAMILIES, default="maml-paper",
                    help="task family: a sine preset or a torchmeta family (default maml-paper)")
-    p.add_argument("--noise-std", type=nonnegative_float, default=0.0, help="target noise std (default 0)")
+    p.add_argument("--noise-std", type=noise_std, default=0.0, help="target noise std, in [0, 1e6] (default 0)")
     p.add_argument("--iters", type=positive_int, help="outer iterations of every algorithm (default 70000, "
                    f"--quick {QUICK['iters']})")
     p.add_argument("--meta-batch", type=positive_int, default=25, help="tasks per outer iteration (default 25)")
@@ -73,7 +85,7 @@ def add_parser(sub) -> None:
     p.add_argument("--shots", type=positive_int, nargs="+", default=[5, 10], help="K at evaluation (default 5 10)")
     p.add_argument("--eval-steps", type=positive_int, nargs="+", default=[1, 5, 10],
                    help="adaptation steps to report (default 1 5 10)")
-    p.add_argument("--eval-tasks", type=positive_int, default=600, help="held-out tasks (default 600)")
+    p.add_argument("--eval-tasks", type=int_at_least(2), default=600, help="held-out tasks, >= 2 (default 600)")
     p.add_argument("--eval-query", type=positive_int, default=10,
                    help="query points scored per held-out task (default 10)")
     p.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=list(ALGORITHMS),
@@ -84,10 +96,33 @@ def add_parser(sub) -> None:
                    help="inner loops of Reptile/joint/evaluation and MAML's forward pass "
                    "(default: numba if importable, else numpy)")
     add_threads_flag(p)
+    p.add_argument("--out", type=Path,
+                   help="output folder of the checkpoint (default runs/compare; with --resume: the checkpoint's)")
+    p.add_argument("--checkpoint-every", type=nonnegative_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
+                   help=f"write OUT/checkpoint.npz every N iterations of each algorithm (default "
+                   f"{DEFAULT_CHECKPOINT_EVERY}; 0: only when an algorithm starts and ends)")
+    p.add_argument("--stop-after", type=positive_int, metavar="K",
+                   help="stop cleanly once K iterations of the run are done (the algorithms train one after the "
+                   "other, --iters each; counted from 0, also when resuming) and skip evaluation")
+    p.add_argument("--resume", type=Path, metavar="CKPT",
+                   help="continue the run saved in CKPT with its configuration (run-defining flags may be "
+                   "repeated only with the same values)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
     p.add_argument("--save", type=Path, help="also save every trained θ (and θ0) to this .npz")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(run=run)
+    # run-defining flags default to None, so that a value given with --resume can be told from a default
+    DEFAULTS.update({dest: p.get_default(dest) for dest in RUN_KEYS})
+    p.set_defaults(run=run, **{dest: None for dest in RUN_KEYS})
+
+
+def noise_std(text: str) -> float:
+    """Flag type of --noise-std: a number in [0, 1e6] (larger values overflow the squared errors)."""
+    value = nonnegative_float(text)
+    if value > MAX_NOISE_STD:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, {MAX_NOISE_STD:g}], got {text!r}")
+    return value
 
 
 DEFAULT_BACKEND = "numba"
@@ -116,42 +151,54 @@ class _Progress:
         print(f"  {self.label:<8} iter {it:>6d}/{self.total}  {now - self.t0:6.1f}s", flush=True)
 
 
-def train_all(args, spec, family, theta0, backend, iters: int) -> tuple[dict, dict]:
-    """θ of every requested algorithm, trained on the same task stream; also the seconds each took."""
-    K, mb, seed, alpha = args.train_shots, args.meta_batch, args.seed, args.inner_lr
+def trainer(name: str, c, spec, family, backend):
+    """``train(theta, state, start, stop, callback, chunk_iters, chunk_seconds)`` of one algorithm.
+
+    ``c``: the run's configuration as attributes. Every algorithm sees the same task stream.
+    """
+    K, mb, seed, alpha, iters = c.train_shots, c.meta_batch, c.seed, c.inner_lr, c.iters
     n_points = 2 * K
-    block_iters = block_iters_for(mb)
+    block_iters = c.block_iters
 
     def tasks(b):
         return family_block(family, seed, b, block_iters, mb, n_points)
 
-    thetas, seconds = {}, {}
-    for name in args.algorithms:
-        t = time.perf_counter()
-        progress = _Progress(name, iters, args.quiet)
-        if name in ("maml", "fomaml"):
-            plan, query = support_query_plan(mb, K, K, args.maml_steps)
-            plans = np.broadcast_to(plan, (block_iters,) + plan.shape)
-            queries = np.broadcast_to(query, (block_iters,) + query.shape)
-            cfg = MAMLConfig(iters=iters, meta_batch=mb, inner_lr=alpha, first_order=(name == "fomaml"),
-                             outer_lr=args.outer_lr)
-            thetas[name], _ = meta_train_maml(spec, theta0, lambda b: tasks(b) + (plans, queries), block_iters,
-                                              cfg, backend, callback=progress)
-        elif name in ("reptile", "joint"):
-            steps, batch = (args.reptile_steps, args.reptile_batch) if name == "reptile" else (1, n_points)
-            cfg = ReptileConfig(iters=iters, meta_batch=mb, eps0=args.reptile_eps, eps_final=0.0,
-                                inner=InnerOptimizer("sgd", alpha), inner_steps=steps, inner_batch=batch)
+    if name in ("maml", "fomaml"):
+        plan, query = support_query_plan(mb, K, K, c.maml_steps)
+        plans = np.broadcast_to(plan, (block_iters,) + plan.shape)
+        queries = np.broadcast_to(query, (block_iters,) + query.shape)
+        mcfg = MAMLConfig(iters=iters, meta_batch=mb, inner_lr=alpha, first_order=(name == "fomaml"),
+                          outer_lr=c.outer_lr)
 
-            def block(b, steps=steps, batch=batch):
-                X, Y = tasks(b)
-                # minibatches: shuffled epochs over the task's 2K points, from their own stream
-                plan = epoch_plan(stream_rng(seed, TRAIN, b, 1), block_iters * mb, n_points, steps, batch)
-                return X, Y, plan.reshape((block_iters, mb) + plan.shape[1:])
-            thetas[name], _ = meta_train(spec, theta0, block, block_iters, cfg, backend, callback=progress)
-        else:                                      # random init: θ0 itself
-            thetas[name] = theta0
-        seconds[name] = time.perf_counter() - t
-    return thetas, seconds
+        def train(theta, state, start, stop, callback, chunk_iters, chunk_seconds):
+            it = start
+            while it < stop:          # one block (or checkpoint interval) per call; the outer Adam state handed on
+                end = min(stop, (it // block_iters + 1) * block_iters)
+                if chunk_iters:
+                    end = min(end, (it // chunk_iters + 1) * chunk_iters)
+                losses = []
+                theta, state = meta_train_maml(spec, theta, lambda b: tasks(b) + (plans, queries), block_iters, mcfg,
+                                               backend, start=it, stop=end, state=state,
+                                               callback=lambda i, th, lo: losses.append(lo))
+                it = end
+                if callback(it, theta, np.concatenate(losses), state):
+                    return
+        return train
+
+    steps, batch = (c.reptile_steps, c.reptile_batch) if name == "reptile" else (1, n_points)
+    rcfg = ReptileConfig(iters=iters, meta_batch=mb, eps0=c.reptile_eps, eps_final=0.0,
+                         inner=InnerOptimizer("sgd", alpha), inner_steps=steps, inner_batch=batch)
+
+    def block(b):
+        X, Y = tasks(b)
+        # minibatches: shuffled epochs over the task's 2K points, from their own stream
+        plan = epoch_plan(stream_rng(seed, TRAIN, b, 1), block_iters * mb, n_points, steps, batch)
+        return X, Y, plan.reshape((block_iters, mb) + plan.shape[1:])
+
+    def train(theta, state, start, stop, callback, chunk_iters, chunk_seconds):
+        meta_train(spec, theta, block, block_iters, rcfg, backend, start=start, stop=stop, state=state,
+                   callback=callback, chunk_iters=chunk_iters, chunk_seconds=chunk_seconds)
+    return train
 
 
 def evaluate_all(args, spec, family, thetas, backend) -> dict:
@@ -202,48 +249,184 @@ def outlier_notes(results: dict, threshold: float) -> list[str]:
     return notes
 
 
+def build_config(args) -> dict:
+    """The run's full configuration as a JSON-serialisable dict (stored in checkpoints)."""
+    c = {dest: DEFAULTS[dest] if getattr(args, dest) is None else getattr(args, dest) for dest in RUN_KEYS}
+    if args.iters is None:
+        c["iters"] = QUICK["iters"] if args.quick else 70000
+    c["algorithms"] = list(dict.fromkeys(c["algorithms"]))
+    c["shots"], c["eval_steps"] = list(c["shots"]), list(c["eval_steps"])
+    return {"command": "compare", **c, "dtype": "float64", "backend": args.backend or DEFAULT_BACKEND,
+            "block_iters": block_iters_for(c["meta_batch"])}
+
+
+def config_argv(cfg: dict) -> list:
+    """The flags that start the run ``cfg`` (the inverse of :func:`build_config`)."""
+    argv = ["--backend", cfg["backend"]]
+    for dest in RUN_KEYS:
+        value = cfg[dest]
+        argv += ["--" + dest.replace("_", "-"), *(value if isinstance(value, list) else [value])]
+    return argv
+
+
+def trained(cfg: dict) -> list:
+    """The algorithms that train, in the order they do (``random`` is θ0 itself)."""
+    return [a for a in cfg["algorithms"] if a != "random"]
+
+
+def resumed_config(args, ck: dict) -> dict:
+    """The configuration of the run saved in ``ck``, checked by the rules of the flags (CheckpointError,
+    FlagError for a run-defining flag given with another value)."""
+    cfg, where = ck["config"], repr(str(args.resume))
+    if cfg.get("command") != "compare":
+        raise CheckpointError(f"checkpoint: {where} was written by `minireptile {cfg.get('command')}`, not `compare`")
+    runs.checked_config("compare", add_parser, build_config, cfg, config_argv, where)
+    order, iters, g = trained(cfg), cfg["iters"], ck["iteration"]
+    preset = get_preset("maml-paper")
+    n_params = MLPSpec((1, *preset.hidden, 1), preset.activation, "mse").n_params
+    problem = None
+    if ck["theta"].dtype != np.float64 or ck["theta"].shape != (n_params,):
+        problem = f"theta ({ck['theta'].dtype}, {ck['theta'].shape}) does not fit its configuration"
+    elif not 0 <= g <= len(order) * iters:
+        problem = f"iteration {g} is outside [0, {len(order) * iters}]"
+    elif (ck["status"] == "complete") != (g == len(order) * iters):
+        problem = f"status {ck['status']!r} does not go with iteration {g}"
+    else:
+        k = min(g // iters, max(len(order) - 1, 0))
+        local, current = g - k * iters, order[k] if order else None
+        if sorted(ck["extra"]) != sorted(order[:k]):
+            problem = f"it holds the models {sorted(ck['extra'])}, expected those finished before {current}"
+        elif current in ("maml", "fomaml") and local > 0 and (ck["state"] is None or ck["state"].t != local):
+            problem = f"the outer Adam state of {current} is missing or not at iteration {local}"
+        elif current not in ("maml", "fomaml") and ck["state"] is not None:
+            problem = f"it holds an Adam state that {current} does not use"
+    if problem:
+        raise CheckpointError(f"checkpoint: {where} is corrupted: {problem}")
+    if ck["status"] == "diverged":
+        raise FlagError("--resume", f"the run in {where} diverged at iteration {g}; resuming it would diverge again: "
+                        "start a new run with a smaller --inner-lr or --outer-lr")
+    for dest in RUN_KEYS:
+        value = getattr(args, dest)
+        if value is not None and (list(value) if isinstance(value, list) else value) != cfg[dest]:
+            flag = "--" + dest.replace("_", "-")
+            raise FlagError(flag, f"cannot change a resumed run (the checkpoint has {cfg[dest]!r}, got {value!r}); "
+                            "leave it out, or start a new run without --resume")
+    return {**cfg, "backend": args.backend} if args.backend is not None else cfg
+
+
+def memory_terms(cfg: dict) -> dict:
+    """Bytes of the run's largest arrays, by the flag that sizes them (for :func:`runs.check_memory`)."""
+    preset = get_preset("maml-paper")
+    P, width = MLPSpec((1, *preset.hidden, 1)).n_params, max(preset.hidden)
+    mb, n_points = cfg["meta_batch"], 2 * cfg["train_shots"]
+    steps = max(cfg["reptile_steps"], cfg["maml_steps"])
+    return {
+        "--meta-batch": cfg["block_iters"] * mb * n_points * 2 * 8 + mb * (8 * P + n_points * width * 8) * 8,
+        "--reptile-steps": cfg["block_iters"] * mb * steps * max(cfg["reptile_batch"], n_points) * 8
+        + mb * cfg["maml_steps"] * P * 8,
+        "--eval-tasks": cfg["eval_tasks"] * ((max(cfg["shots"]) + cfg["eval_query"]) * 2 + 4 * P
+                                             + 2 * (len(cfg["eval_steps"]) + 1)) * 8,
+        "--train-shots": mb * n_points * width * 4 * 8,
+    }
+
+
 def run(args) -> int:
-    iters = args.iters if args.iters is not None else (QUICK["iters"] if args.quick else 70000)
+    ck = runs.load_resume(args.resume) if args.resume is not None else None
+    try:
+        cfg = resumed_config(args, ck) if ck is not None else build_config(args)
+    except CheckpointError as exc:
+        raise FlagError("--resume", str(exc)) from None
+    order, iters = trained(cfg), cfg["iters"]
+    total = len(order) * iters
+    start = ck["iteration"] if ck is not None else 0
+    stop = total if args.stop_after is None else min(args.stop_after, total)
+    if stop < start:
+        raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
+    runs.check_memory(memory_terms(cfg))
+    out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
+    with runs.claim_folder(out):
+        runs.check_outputs({"--out": ckpt_path, "--json": args.json, "--save": args.save}, resume=args.resume)
+        runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "compare")
+        return _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path)
+
+
+def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
+    c = argparse.Namespace(**cfg)
+    iters, total = c.iters, len(order) * c.iters
     preset = get_preset("maml-paper")
     spec = MLPSpec((1, *preset.hidden, 1), preset.activation, "mse")
-    family = TaskFamily(args.family, args.noise_std)
+    family = TaskFamily(c.family, c.noise_std)
     apply_threads(args)
-    theta0 = init_params(spec, stream_rng(args.seed, INIT), np.float64)
-    backend, compile_seconds = prepare_backend("minireptile compare", args.backend or DEFAULT_BACKEND, spec,
-                                               np.float64, InnerOptimizer("sgd", args.inner_lr), args.quiet)
+    theta0 = init_params(spec, stream_rng(c.seed, INIT), np.float64)
+    backend, compile_seconds = prepare_backend("minireptile compare", c.backend, spec, np.float64,
+                                               InnerOptimizer("sgd", c.inner_lr), args.quiet)
     if not args.quiet:
+        resumed = f"; resuming {args.resume} at iteration {start}" if ck is not None else ""
         print(f"minireptile compare: family {family.name} (noise {family.noise_std}), {iters} iterations x "
-              f"{args.meta_batch} tasks, K={args.train_shots} (+{args.train_shots} query), α={args.inner_lr}, "
-              f"backend {backend.name}, seed {args.seed}; compile {compile_seconds:.1f}s", flush=True)
+              f"{c.meta_batch} tasks, K={c.train_shots} (+{c.train_shots} query), α={c.inner_lr}, "
+              f"backend {backend.name}, seed {c.seed}; compile {compile_seconds:.1f}s{resumed}", flush=True)
     t0 = time.perf_counter()
-    thetas, seconds = train_all(args, spec, family, theta0, backend, iters)
-    results = evaluate_all(args, spec, family, thetas, backend)
-    total = time.perf_counter() - t0
-    print(f"\nMSE on {args.eval_query} query points after k SGD steps (α={args.inner_lr}) on K shots, "
-          f"mean ± 95% CI over {args.eval_tasks} held-out tasks ({family.name}, {iters} iterations, "
-          f"{total:.0f}s):\n")
-    print(results_table(results, args.shots, args.eval_steps))
+    done = dict(ck["extra"]) if ck is not None else {}
+    seconds = {}
+    first = min(start // iters, max(len(order) - 1, 0)) if order else 0
+    for k in range(first, len(order)):
+        name, offset = order[k], k * iters
+        if offset >= stop and offset > start:
+            break
+        resuming = ck is not None and k == first
+        theta, state = (ck["theta"], ck["state"]) if resuming else (theta0, None)
+        local_start, local_stop = start - offset if resuming else 0, min(iters, stop - offset)
+
+        def save(it, theta, state, status, name=name, offset=offset, k=k):
+            if it == iters and k < len(order) - 1:      # this model is done: the next one starts from θ0
+                extra = {**done, name: theta}
+                status = "running" if status in ("complete", "stopped") else status
+                save_checkpoint(ckpt_path, theta0, cfg, offset + iters, None, status=status, extra=extra)
+            else:
+                save_checkpoint(ckpt_path, theta, cfg, offset + it, state, status=status, extra=done)
+
+        t = time.perf_counter()
+        status, it, theta, state, _ = runs.train_with_checkpoints(
+            prog="minireptile compare", command="compare", ckpt_path=ckpt_path, cfg=cfg, spec=spec, theta=theta,
+            state=state, start=local_start, stop=local_stop, sample_block=None, block_iters=c.block_iters, rcfg=None,
+            backend=backend, every=args.checkpoint_every, progress=_Progress(name, iters, args.quiet), save=save,
+            train=trainer(name, c, spec, family, backend), iters=iters, offset=offset, total=total,
+            hint=f"a smaller --inner-lr (now {c.inner_lr:g}) or --outer-lr (now {c.outer_lr:g}) / --reptile-eps "
+                 f"(now {c.reptile_eps:g})")
+        seconds[name] = time.perf_counter() - t
+        if status is not None:
+            return status
+        done[name] = theta
+    if stop < total:
+        if stop % iters == 0 and stop > start:   # stopped exactly where one model ends and the next begins
+            save_checkpoint(ckpt_path, theta0, cfg, stop, None, status="stopped", extra=done)
+            print(f"stopped after iteration {stop}/{total} (--stop-after); checkpoint: {ckpt_path}\n"
+                  f"resume with: minireptile compare --resume {runs.quote(ckpt_path)}", flush=True)
+        return 0
+    thetas = {name: (done[name] if name != "random" else theta0) for name in cfg["algorithms"]}
+    results = evaluate_all(c, spec, family, thetas, backend)
+    total_seconds = time.perf_counter() - t0
+    print(f"\nMSE on {c.eval_query} query points after k SGD steps (α={c.inner_lr}) on K shots, "
+          f"mean ± 95% CI over {c.eval_tasks} held-out tasks ({family.name}, {iters} iterations, "
+          f"{total_seconds:.0f}s):\n")
+    print(results_table(results, c.shots, c.eval_steps))
     # "diverged": 10x the mean step-0 MSE of θ0 on the same tasks (the scale of the targets)
-    Xs, Ys, Xq, Yq = family_eval_tasks(family, args.seed, args.eval_tasks, max(args.shots), args.eval_query)
+    Xs, Ys, Xq, Yq = family_eval_tasks(family, c.seed, c.eval_tasks, max(c.shots), c.eval_query)
     scale = float(np.mean([np.mean((forward(spec, theta0, Xq[i]) - Yq[i]) ** 2) for i in range(len(Xq))]))
     for line in outlier_notes(results, 10 * scale):
         print(line)
     if args.save is not None:
-        from ..checkpoint import atomic_write
-
         atomic_write(args.save, lambda f: np.savez(f, theta0=theta0, **{k: v for k, v in thetas.items()}))
         print(f"thetas: {args.save}", file=sys.stderr)
     if args.json is not None:
-        from ..checkpoint import atomic_write
-
         summary = {
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"},
-            "iters": iters, "backend": backend.name, "train_seconds": seconds, "total_seconds": total,
+            "config": cfg,
+            "iters": iters, "backend": backend.name, "train_seconds": seconds, "total_seconds": total_seconds,
             "results": {name: {str(K): {"steps": list(r.steps), "mean": r.mean.tolist(), "ci95": r.ci95.tolist(),
                                         "median": np.median(r.losses, axis=0).tolist(),
                                         "max": r.losses.max(axis=0).tolist()}
                                for K, r in per_k.items()} for name, per_k in results.items()},
         }
-        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
         print(f"json: {args.json}", file=sys.stderr)
     return 0

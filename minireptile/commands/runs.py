@@ -298,19 +298,33 @@ def check_memory(terms: dict, limit: int | None = None) -> None:
 # ---------------------------------------------------------------------------------------------------------
 def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dict, spec, theta, state, start: int,
                            stop: int, sample_block, block_iters: int, rcfg, backend, every: int, progress,
-                           save=None):
-    """``meta_train`` from ``start`` to ``stop`` with checkpoints, signals and the divergence exit.
+                           save=None, train=None, iters: int | None = None, hint: str | None = None,
+                           offset: int = 0, total: int | None = None):
+    """Train from ``start`` to ``stop`` with checkpoints, signals and the divergence exit.
 
-    Returns ``(status, it, theta, state, seconds)``: ``status`` None when the run reached
-    ``rcfg.iters`` (go on to evaluate), else the exit status to return (0 after --stop-after, 3 on
-    a divergence, 129/130/143 on a signal) after its message was printed.
+    By default ``meta_train`` (Reptile) runs; ``train(theta, state, start, stop, callback,
+    chunk_iters, chunk_seconds)`` replaces it (MAML in ``compare``) and must call
+    ``callback(it, theta, losses, state)`` after each chunk, stopping when it returns True.
+
+    Returns ``(status, it, theta, state, seconds)``: ``status`` None when the run reached ``iters``
+    (default ``rcfg.iters``; go on to evaluate), else the exit status to return (0 after
+    --stop-after, 3 on a divergence, 129/130/143 on a signal) after its message was printed.
 
     ``save(it, theta, state, status)`` writes the checkpoint (default: :func:`save_checkpoint` of
-    ``theta`` with ``cfg`` to ``ckpt_path``).
+    ``theta`` with ``cfg`` to ``ckpt_path``). ``offset``/``total``: iterations shown in messages
+    are ``offset + it`` of ``total`` (a command that trains several models in one run).
     """
     if save is None:
         def save(it, theta, state, status):
             save_checkpoint(ckpt_path, theta, cfg, it, state, status=status)
+    if train is None:
+        def train(theta, state, start, stop, callback, chunk_iters, chunk_seconds):
+            meta_train(spec, theta, sample_block, block_iters, rcfg, backend, start=start, stop=stop, state=state,
+                       callback=callback, chunk_iters=chunk_iters, chunk_seconds=chunk_seconds)
+    iters = rcfg.iters if iters is None else iters
+    total = iters if total is None else total
+    if hint is None:
+        hint = f"a smaller --inner-lr (now {rcfg.inner.lr:g}) or --outer-lr (now {rcfg.eps0:g})"
 
     resume_cmd = f"minireptile {command} --resume {quote(ckpt_path)}"
     last = {"it": start, "theta": theta, "state": state}
@@ -331,29 +345,28 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
         try:
             checkpoint(start, theta, state, "running")   # from here on a valid checkpoint is always on disk
             with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, not warned
-                meta_train(spec, theta, sample_block, block_iters, rcfg, backend, start=start, stop=stop,
-                           state=state, callback=on_chunk, chunk_iters=every or None, chunk_seconds=CHUNK_SECONDS)
+                train(theta, state, start, stop, on_chunk, every or None, CHUNK_SECONDS)
             it, theta, state = last["it"], last["theta"], last["state"]
             seconds = time.perf_counter() - t
             if interrupt.requested():
-                checkpoint(it, theta, state, "complete" if it == rcfg.iters else "interrupted")
-                print(f"interrupted at iteration {it}/{rcfg.iters} (evaluation skipped); checkpoint: {ckpt_path}\n"
+                checkpoint(it, theta, state, "complete" if it == iters else "interrupted")
+                print(f"interrupted at iteration {offset + it}/{total} (evaluation skipped); checkpoint: {ckpt_path}\n"
                       f"resume with: {resume_cmd}", flush=True)
                 return interrupt.exit_status(), it, theta, state, seconds
-            checkpoint(it, theta, state, "complete" if it == rcfg.iters else "stopped")
+            checkpoint(it, theta, state, "complete" if it == iters else "stopped")
         except DivergenceError as exc:
             checkpoint(exc.iteration, exc.theta, exc.state, "diverged")
-            print(f"{prog}: error: training diverged at outer iteration {exc.iteration}: the inner loss or θ became "
-                  f"NaN or inf. The last finite θ (after {exc.iteration} iterations) is in {ckpt_path}. Start a new "
-                  f"run with a smaller --inner-lr (now {rcfg.inner.lr:g}) or --outer-lr (now {rcfg.eps0:g}).",
+            i = offset + exc.iteration
+            print(f"{prog}: error: training diverged at outer iteration {i}: the inner loss or θ became NaN or inf. "
+                  f"The last finite θ (after {i} iterations) is in {ckpt_path}. Start a new run with {hint}.",
                   file=sys.stderr)
             return EXIT_DIVERGED, exc.iteration, exc.theta, exc.state, time.perf_counter() - t
         except KeyboardInterrupt:
             print(f"{prog}: interrupted again, stopped at once; {ckpt_path} holds {_describe(ckpt_path)}; resume "
                   f"with: {resume_cmd}", file=sys.stderr, flush=True)
             return 130, None, None, None, time.perf_counter() - t
-    if it < rcfg.iters:
-        print(f"stopped after iteration {it}/{rcfg.iters} (--stop-after); checkpoint: {ckpt_path}\n"
+    if it < iters:
+        print(f"stopped after iteration {offset + it}/{total} (--stop-after); checkpoint: {ckpt_path}\n"
               f"resume with: {resume_cmd}", flush=True)
         return 0, it, theta, state, seconds
     return None, it, theta, state, seconds

@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 
+from minireptile.checkpoint import load_checkpoint
 from minireptile.cli import main
 from minireptile.commands.compare import ALGORITHMS, LABELS
 
 
 def test_compare_prints_the_table_for_every_algorithm_and_writes_json(tmp_path, capsys):
     out = tmp_path / "compare.json"
-    status = main(["compare", "--iters", "3", "--meta-batch", "2", "--eval-tasks", "6", "--backend", "numpy",
+    status = main(["compare", "--out", str(tmp_path / "run"), "--iters", "3", "--meta-batch", "2", "--eval-tasks", "6", "--backend", "numpy",
                    "--quiet", "--json", str(out)])
     assert status == 0
     text = capsys.readouterr().out
@@ -31,8 +32,8 @@ def test_compare_prints_the_table_for_every_algorithm_and_writes_json(tmp_path, 
         assert summary["results"][name]["10"]["mean"][0] != rnd["10"]["mean"][0]
 
 
-def test_compare_runs_on_a_torchmeta_family_with_noise(capsys):
-    assert main(["compare", "--family", "harmonic", "--noise-std", "0.1", "--iters", "2", "--meta-batch", "2",
+def test_compare_runs_on_a_torchmeta_family_with_noise(tmp_path, capsys):
+    assert main(["compare", "--out", str(tmp_path), "--family", "harmonic", "--noise-std", "0.1", "--iters", "2", "--meta-batch", "2",
                  "--eval-tasks", "4", "--algorithms", "maml", "random", "--shots", "5", "--eval-steps", "1",
                  "--backend", "numpy", "--quiet"]) == 0
     text = capsys.readouterr().out
@@ -68,9 +69,59 @@ def test_outlier_notes_count_diverged_adaptations():
 
 def test_compare_saves_every_theta(tmp_path):
     path = tmp_path / "thetas.npz"
-    assert main(["compare", "--iters", "2", "--meta-batch", "2", "--eval-tasks", "3", "--algorithms", "fomaml",
+    assert main(["compare", "--out", str(tmp_path), "--iters", "2", "--meta-batch", "2", "--eval-tasks", "3",
+                 "--algorithms", "fomaml",
                  "random", "--backend", "numpy", "--quiet", "--save", str(path)]) == 0
     saved = np.load(path)
     assert set(saved.files) == {"theta0", "fomaml", "random"}
     np.testing.assert_array_equal(saved["random"], saved["theta0"])
     assert not np.array_equal(saved["fomaml"], saved["theta0"])
+
+
+TINY = ["--meta-batch", "2", "--eval-tasks", "3", "--shots", "5", "--eval-steps", "1", "--backend", "numpy", "--quiet"]
+
+
+@pytest.mark.parametrize("cuts", [(3,), (5, 6, 13), (12,)])
+def test_compare_stopped_anywhere_and_resumed_is_the_uninterrupted_run(tmp_path, cuts):
+    """Each model trains 6 iterations (reptile, maml, joint: 18 in all); stops mid-model and on model ends."""
+    flags = ["--iters", "6", "--algorithms", "reptile", "maml", "joint", "random", "--checkpoint-every", "2", *TINY]
+    assert main(["compare", "--out", str(tmp_path / "full"), *flags, "--save", str(tmp_path / "full.npz")]) == 0
+    ckpt = tmp_path / "cut" / "checkpoint.npz"
+    assert main(["compare", "--out", str(tmp_path / "cut"), *flags, "--stop-after", str(cuts[0])]) == 0
+    for k in cuts[1:]:
+        assert main(["compare", "--resume", str(ckpt), "--stop-after", str(k), "--quiet"]) == 0
+    assert load_checkpoint(ckpt)["iteration"] == cuts[-1]
+    assert main(["compare", "--resume", str(ckpt), "--quiet", "--save", str(tmp_path / "cut.npz")]) == 0
+    full, cut = np.load(tmp_path / "full.npz"), np.load(tmp_path / "cut.npz")
+    for name in ("reptile", "maml", "joint"):
+        np.testing.assert_array_equal(full[name], cut[name])
+    assert load_checkpoint(ckpt)["status"] == "complete"
+
+
+def test_compare_checkpoint_refuses_a_changed_flag_and_a_crafted_field(tmp_path, capsys):
+    flags = ["--iters", "4", "--algorithms", "maml", "reptile", *TINY]
+    assert main(["compare", "--out", str(tmp_path), *flags, "--stop-after", "2"]) == 0
+    ckpt = tmp_path / "checkpoint.npz"
+    assert main(["compare", "--resume", str(ckpt), "--inner-lr", "0.5"]) == 2
+    assert "argument --inner-lr: cannot change a resumed run" in capsys.readouterr().err
+    with np.load(ckpt) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.pop("adam_m"), arrays.pop("adam_v"), arrays.pop("adam_t")     # MAML's outer Adam state removed
+    with open(ckpt, "wb") as f:
+        np.savez(f, **arrays)
+    assert main(["compare", "--resume", str(ckpt)]) == 2
+    assert "is corrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,flag", [
+    (["--seed", "-1"], "--seed"), (["--eval-tasks", "1"], "--eval-tasks"), (["--noise-std", "1e308"], "--noise-std"),
+    (["--threads", "99999"], "--threads"), (["--meta-batch", "100000000"], "--meta-batch"),
+])
+def test_item11_item21_compare_user_errors_are_one_line_exit_2(tmp_path, capsys, flags, flag):
+    try:
+        status = main(["compare", "--out", str(tmp_path), "--iters", "2", *TINY, *flags])
+    except SystemExit as exc:
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"argument {flag}: " in err[0], err
