@@ -187,13 +187,15 @@ def float_array(name: str, a, dims, dtype: np.dtype, check_finite: bool, skip=()
     return a
 
 
-def int_array(name: str, a, dims, low: int, high: int, what: str) -> np.ndarray:
+def int_array(name: str, a, dims, low: int, high: int, what: str, skip=()) -> np.ndarray:
     """An integer array of shape ``dims`` with every value in [low, high), as C-contiguous int64."""
     a = _as_ndarray(name, a)
     if a.dtype.kind not in "iu":
         raise _dtype_error(name, a.dtype, f"an integer array of {what}")
     _shape(name, a, dims)
-    _nonempty(name, a, dims)
+    _nonempty(name, a, dims, skip)
+    if a.size == 0:
+        return np.ascontiguousarray(a, dtype=I64)
     lo, hi = a.min(), a.max()
     if lo < low or hi >= high:
         bad = lo if lo < low else hi
@@ -519,3 +521,79 @@ def sampled_task_arg(task, shapes, n_classes: int | None = None):
     if n_classes is not None and Y.size and Y.max() >= n_classes:
         raise ValueError(f"sample(rng) Y: expected labels in [0, {n_classes}), got {Y.max()}")
     return X, Y
+
+
+# ---------------------------------------------------------------------------------------------
+# the second-order algorithms (minireptile.algorithms) and few-shot scoring (minireptile.evaluation)
+# ---------------------------------------------------------------------------------------------
+def lr_arg(lr, name: str = "lr") -> float:
+    """A finite step size > 0."""
+    return step_size(name, lr)
+
+
+def algorithm_args(spec_, theta, X, Y, plan, query=None, check_finite=True, min_steps: int = 0):
+    """maml_gradient, fomaml_gradient, taylor_terms, ...: theta (P,), X (n, pts, d_in), Y, plan (n, k, batch)
+    with indices in [0, pts) and k >= ``min_steps``, query (n, q >= 1) in [0, pts). Returns the cleaned arrays."""
+    spec(spec_)
+    check_finite = _check_finite_flag(check_finite)
+    theta, dtype = theta_arg(spec_, theta, check_finite)
+    X, Y = tasks_args(spec_, dtype, X, Y, (("n_tasks", None),), check_finite)
+    n, pts = X.shape[0], X.shape[1]
+    plan = int_array("plan", plan, (("n_tasks", n), ("steps", None), ("batch", None)), 0, pts,
+                     f"point indices (n_points={pts})", skip=(1,))
+    if plan.shape[1] < min_steps:
+        raise ValueError(f"plan: expected at least {min_steps} steps, got shape {plan.shape}")
+    if query is not None:
+        query = int_array("query", query, (("n_tasks", n), ("q", None)), 0, pts, f"point indices (n_points={pts})")
+    return theta, X, Y, plan, query
+
+
+def hvp_args(spec_, theta, X, Y, v, rows: bool = False, check_finite=True):
+    """loss_grad_hvp / hvp: theta, v (P,), X (B, d_in), Y. With ``rows`` (batched_loss_grad_hvp): theta and v
+    (P,) or (n, P), X (n, B, d_in), Y with the same leading axes; v may be None."""
+    spec(spec_)
+    check_finite = _check_finite_flag(check_finite)
+    if not rows:
+        theta, X, Y = batch_args(spec_, theta, X, Y, check_finite)
+        return theta, X, Y, float_array("v", v, (("P", spec_.n_params),), theta.dtype, check_finite)
+    dtype = params_dtype("theta", theta)
+    X, Y = tasks_args(spec_, dtype, X, Y, (("n_tasks", None),), check_finite, names=("X", "Y"))
+    theta, _ = theta_arg(spec_, theta, check_finite, rows=X.shape[0])
+    if v is not None:
+        v, _ = theta_arg(spec_, v, check_finite, rows=X.shape[0], name="v")
+    return theta, X, Y, v
+
+
+def scores_args(spec_, phi, X, Y, check_finite=True):
+    """query_scores: phi (n, P), X (n, q, d_in), Y (n, q) labels in [0, d_out) (loss 'ce')."""
+    spec(spec_)
+    if spec_.loss != "ce":
+        raise ValueError(f"spec: expected loss='ce' (classification), got {spec_.loss!r}")
+    dtype = params_dtype("phi", phi)
+    X, Y = tasks_args(spec_, dtype, X, Y, (("n_tasks", None),), check_finite)
+    phi, _ = theta_arg(spec_, phi, check_finite, rows=X.shape[0], name="phi")
+    return np.broadcast_to(phi, (X.shape[0], spec_.n_params)), X, Y
+
+
+def neighbour_args(Xs, Ys, Xq, Yq):
+    """nearest_neighbour_accuracy: Xs (n, s, d) and Xq (n, q, d) finite reals, Ys (n, s) and Yq (n, q) labels >= 0."""
+    Xs = _float_data("Xs", Xs, (("n_tasks", None), ("s", None), ("d_in", None)))
+    Xq = _float_data("Xq", Xq, (("n_tasks", Xs.shape[0]), ("q", None), ("d_in", Xs.shape[2])))
+    n = Xs.shape[0]
+    Ys = int_array("Ys", Ys, (("n_tasks", n), ("s", Xs.shape[1])), 0, np.iinfo(np.int64).max, "class labels")
+    Yq = int_array("Yq", Yq, (("n_tasks", n), ("q", Xq.shape[1])), 0, np.iinfo(np.int64).max, "class labels")
+    return Xs, Ys, Xq, Yq
+
+
+def classify_args(spec_, theta, Xs, Ys, Xq, Yq, plan, check_finite=True):
+    """adapt_and_classify: theta (P,) or (n, P), support Xs (n, s, d_in) / Ys (n, s) labels, query Xq (n, q, d_in) /
+    Yq (n, q) labels, plan (n, S, batch) with indices in [0, s) (S may be 0)."""
+    spec(spec_)
+    dtype = params_dtype("theta", theta)
+    Xs, Ys = tasks_args(spec_, dtype, Xs, Ys, (("n_tasks", None),), check_finite, names=("Xs", "Ys"))
+    n, s = Xs.shape[0], Xs.shape[1]
+    Xq, Yq = tasks_args(spec_, dtype, Xq, Yq, (("n_tasks", n),), check_finite, names=("Xq", "Yq"))
+    theta, _ = theta_arg(spec_, theta, check_finite, rows=n)
+    plan = int_array("plan", plan, (("n_tasks", n), ("steps", None), ("batch", None)), 0, s,
+                     f"support indices (s={s})", skip=(1,))
+    return theta, Xs, Ys, Xq, Yq, plan

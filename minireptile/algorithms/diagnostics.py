@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .hvp import batched_loss_grad_hvp
+from .. import validation as check
 from .maml import _check, _positive_lr, gather
 
 
@@ -58,7 +59,7 @@ def _grads_at_theta(spec, theta, X, Y, plan):
     n, k, _ = plan.shape
     G = np.empty((n, k, theta.shape[0]), dtype=theta.dtype)
     for i in range(k):
-        _, G[:, i], _ = batched_loss_grad_hvp(spec, theta, gather(X, plan[:, i]), gather(Y, plan[:, i]))
+        _, G[:, i], _ = batched_loss_grad_hvp(spec, theta, gather(X, plan[:, i]), gather(Y, plan[:, i]), check_finite=False)
     return G
 
 
@@ -79,7 +80,7 @@ def taylor_terms(spec, theta, X, Y, plan) -> TaylorTerms:
     -------
     TaylorTerms
     """
-    _check(spec, theta, X, Y, plan)
+    theta, X, Y, plan, _ = _check(spec, theta, X, Y, plan)
     n, k, _ = plan.shape
     if k < 2:
         raise ValueError(f"plan: AvgGradInner needs k >= 2 minibatches per task, got shape {plan.shape}")
@@ -88,7 +89,7 @@ def taylor_terms(spec, theta, X, Y, plan) -> TaylorTerms:
     inner = np.zeros(theta.shape[0], dtype=np.float64)
     for i in range(k):
         idx = plan[:, i]
-        _, _, Hv = batched_loss_grad_hvp(spec, theta, gather(X, idx), gather(Y, idx), total - G[:, i])
+        _, _, Hv = batched_loss_grad_hvp(spec, theta, gather(X, idx), gather(Y, idx), total - G[:, i], check_finite=False)
         inner += Hv.sum(axis=0)
     return TaylorTerms(G.mean(axis=(0, 1)), (inner / (n * k * (k - 1))).astype(theta.dtype), G)
 
@@ -99,7 +100,7 @@ def reptile_taylor(spec, theta, X, Y, plan, lr) -> np.ndarray:
     Σ_i ḡ_i − α Σ_{j<i} H̄_i ḡ_j; for k = 2 that is ḡ_1 + ḡ_2 − α·H̄_2·ḡ_1 (gradients and Hessian at θ,
     not along the inner path). The true update differs from it by O(α²).
     """
-    _check(spec, theta, X, Y, plan)
+    theta, X, Y, plan, _ = _check(spec, theta, X, Y, plan)
     lr = _positive_lr(lr)
     G = _grads_at_theta(spec, theta, X, Y, plan)
     pred = G.sum(axis=1)
@@ -107,7 +108,7 @@ def reptile_taylor(spec, theta, X, Y, plan, lr) -> np.ndarray:
     for i in range(plan.shape[1]):
         if i > 0:
             idx = plan[:, i]
-            _, _, Hv = batched_loss_grad_hvp(spec, theta, gather(X, idx), gather(Y, idx), before)
+            _, _, Hv = batched_loss_grad_hvp(spec, theta, gather(X, idx), gather(Y, idx), before, check_finite=False)
             pred -= lr * Hv
         before = before + G[:, i]
     return pred
@@ -167,6 +168,7 @@ def _cos(a, b) -> float:
 def diagnose(spec, theta, X, Y, plan, direction: np.ndarray) -> Diagnosis:
     """Relate a meta-update direction (P,) to AvgGrad and AvgGradInner estimated at θ."""
     t = taylor_terms(spec, theta, X, Y, plan)
+    direction = check.float_array("direction", direction, (("P", spec.n_params),), t.avg_grad.dtype, True)
     basis = np.stack([t.avg_grad, t.avg_grad_inner], axis=1).astype(np.float64)     # (P, 2)
     (a, b), *_ = np.linalg.lstsq(basis, direction.astype(np.float64), rcond=None)
     norm = float(np.linalg.norm(direction))

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import validation as check
 from ..mlp import MLPSpec, unflatten
 from ..reference import _act, _act_grad, _loss_and_dout
 
@@ -92,7 +93,7 @@ def loss_grad_hvp(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray
     hv : ndarray, shape (P,)
         ∇²L(θ)·v.
     """
-    _check_direction(spec, theta, v)
+    theta, X, Y, v = check.hvp_args(spec, theta, X, Y, v)
     act = spec.activation
     layers = unflatten(spec, theta)
     vlayers = unflatten(spec, v)              # (V_l, v_b,l): the direction's views, like θ's
@@ -152,7 +153,7 @@ def _T(x: np.ndarray) -> np.ndarray:
 
 
 def batched_loss_grad_hvp(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
-                          v: np.ndarray | None = None):
+                          v: np.ndarray | None = None, *, check_finite: bool = True):
     """Per-task loss, gradient and (optionally) H·v for a meta-batch of batches.
 
     Parameters
@@ -164,6 +165,8 @@ def batched_loss_grad_hvp(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np
     Y : ndarray, shape (n_tasks, B, d_out) float for "mse", or (n_tasks, B) int for "ce"
     v : ndarray, shape (P,) or (n_tasks, P), or None
         Direction(s); None skips the R-pass (then this is a task-batched ``loss_and_grad``).
+    check_finite : bool
+        Reject NaN/inf inputs (default; shapes, dtypes and labels are always checked).
 
     Returns
     -------
@@ -171,8 +174,7 @@ def batched_loss_grad_hvp(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np
     grad : ndarray, shape (n_tasks, P), θ's dtype
     hv : ndarray, shape (n_tasks, P), or None when ``v`` is None
     """
-    if X.ndim != 3 or X.shape[2] != spec.d_in:
-        raise ValueError(f"X: expected shape (n_tasks, B, {spec.d_in}), got {X.shape}")
+    theta, X, Y, v = check.hvp_args(spec, theta, X, Y, v, rows=True, check_finite=check_finite)
     n, B = X.shape[0], X.shape[1]
     P = spec.n_params
     if theta.shape not in ((P,), (n, P)):
@@ -237,12 +239,3 @@ def batched_loss_grad_hvp(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np
                 Rdz = Rda * s1 + da * s2 * Rz[i - 1]
             dz = da * s1
     return np.asarray(loss, dtype=np.float64), grad, hv
-
-
-def _check_direction(spec: MLPSpec, theta: np.ndarray, v: np.ndarray) -> None:
-    if not isinstance(v, np.ndarray):
-        raise TypeError(f"v: expected a numpy array, got {type(v).__name__}")
-    if v.shape != (spec.n_params,):
-        raise ValueError(f"v: expected shape ({spec.n_params},) like theta, got {v.shape}")
-    if v.dtype != theta.dtype:
-        raise TypeError(f"v: expected dtype {theta.dtype} like theta, got {v.dtype}")

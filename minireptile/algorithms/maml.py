@@ -32,7 +32,6 @@ Only SGD inner loops here (MAML's inner loop is plain gradient descent). Nothing
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -40,6 +39,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .. import reference
+from .. import validation as check
 from ..errors import DivergenceError
 from ..optim import AdamState, InnerOptimizer
 from .hvp import batched_loss_grad_hvp
@@ -67,30 +67,13 @@ def gather(A: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.take_along_axis(A, idx.reshape(idx.shape + (1,) * (A.ndim - 2)), axis=1)
 
 
-def _check(spec, theta, X, Y, plan, query=None) -> None:
-    if not isinstance(theta, np.ndarray) or theta.shape != (spec.n_params,):
-        raise ValueError(f"theta: expected shape ({spec.n_params},), got {getattr(theta, 'shape', theta)}")
-    if X.ndim != 3 or X.shape[2] != spec.d_in:
-        raise ValueError(f"X: expected shape (n_tasks, n_points, {spec.d_in}), got {X.shape}")
-    if X.dtype != theta.dtype:
-        raise TypeError(f"X: expected dtype {theta.dtype} like theta, got {X.dtype}")
-    if Y.shape[:2] != X.shape[:2]:
-        raise ValueError(f"Y: expected leading shape {X.shape[:2]} like X, got {Y.shape}")
-    if not np.issubdtype(np.asarray(plan).dtype, np.integer):
-        raise TypeError(f"plan: expected an integer index array, got {np.asarray(plan).dtype}")
-    if plan.ndim != 3 or plan.shape[0] != X.shape[0]:
-        raise ValueError(f"plan: expected shape ({X.shape[0]}, steps, batch), got {plan.shape}")
-    if query is not None:
-        if not np.issubdtype(np.asarray(query).dtype, np.integer):
-            raise TypeError(f"query: expected an integer index array, got {np.asarray(query).dtype}")
-        if query.ndim != 2 or query.shape[0] != X.shape[0] or query.shape[1] < 1:
-            raise ValueError(f"query: expected shape ({X.shape[0]}, q >= 1), got {query.shape}")
+def _check(spec, theta, X, Y, plan, query=None, min_steps: int = 0):
+    """The arguments cleaned by :func:`minireptile.validation.algorithm_args` (indices in range, finite data)."""
+    return check.algorithm_args(spec, theta, X, Y, plan, query, min_steps=min_steps)
 
 
 def _positive_lr(lr) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr: expected a finite number > 0, got {lr!r}")
-    return float(lr)
+    return check.lr_arg(lr)
 
 
 def adapt_trajectory(spec, theta, X, Y, plan, lr, backend=None) -> list[np.ndarray]:
@@ -99,12 +82,22 @@ def adapt_trajectory(spec, theta, X, Y, plan, lr, backend=None) -> list[np.ndarr
     The same inner loop as Reptile's, run by ``backend.inner_loop`` one step at a time so that
     every φ_s is kept (the HVPs need them). ``backend`` None means the NumPy reference.
     """
+    theta, X, Y, plan, _ = _check(spec, theta, X, Y, plan)
+    return _adapt_trajectory(spec, theta, X, Y, plan, _positive_lr(lr), backend)
+
+
+def _adapt_trajectory(spec, theta, X, Y, plan, lr, backend):
     inner_loop = reference.inner_loop if backend is None else backend.inner_loop
     opt = InnerOptimizer("sgd", lr)
     phis = [np.broadcast_to(theta, (X.shape[0], theta.shape[0]))]
     for s in range(plan.shape[1]):
         step = np.ascontiguousarray(plan[:, s:s + 1], dtype=np.int64)       # (n_tasks, 1, batch)
-        phis.append(inner_loop(spec, np.ascontiguousarray(phis[-1]), X, Y, step, opt).phi)
+        with np.errstate(over="ignore", invalid="ignore"):
+            phi = inner_loop(spec, np.ascontiguousarray(phis[-1]), X, Y, step, opt, check_finite=False).phi
+        if not np.isfinite(phi).all():
+            raise DivergenceError(f"the inner loop diverged at step {s + 1} (φ became NaN or inf); lower the inner "
+                                  f"learning rate (lr={lr:g})")
+        phis.append(phi)
     return phis
 
 
@@ -133,15 +126,22 @@ def maml_gradient(spec, theta, X, Y, plan, query, lr, *, first_order: bool = Fal
     MetaGradient
         ``grad`` (n_tasks, P), ``loss`` (n_tasks,) query loss at φ_k, ``phi`` (n_tasks, P).
     """
-    _check(spec, theta, X, Y, plan, query)
-    lr = _positive_lr(lr)
-    phis = adapt_trajectory(spec, theta, X, Y, plan, lr, backend)
-    loss_q, v, _ = batched_loss_grad_hvp(spec, phis[-1], gather(X, query), gather(Y, query))
-    if not first_order:
-        for s in range(plan.shape[1] - 1, -1, -1):   # v ← (I − α H_{s+1}(φ_s)) v
-            idx = plan[:, s]
-            _, _, Hv = batched_loss_grad_hvp(spec, phis[s], gather(X, idx), gather(Y, idx), v)
-            v = v - lr * Hv
+    theta, X, Y, plan, query = _check(spec, theta, X, Y, plan, query)
+    return _maml_gradient(spec, theta, X, Y, plan, query, _positive_lr(lr), first_order, backend)
+
+
+def _maml_gradient(spec, theta, X, Y, plan, query, lr, first_order, backend) -> MetaGradient:
+    """:func:`maml_gradient` on checked arguments; DivergenceError if any φ or gradient is not finite."""
+    phis = _adapt_trajectory(spec, theta, X, Y, plan, lr, backend)
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss_q, v, _ = batched_loss_grad_hvp(spec, phis[-1], gather(X, query), gather(Y, query), check_finite=False)
+        if not first_order:
+            for s in range(plan.shape[1] - 1, -1, -1):   # v ← (I − α H_{s+1}(φ_s)) v
+                idx = plan[:, s]
+                _, _, Hv = batched_loss_grad_hvp(spec, phis[s], gather(X, idx), gather(Y, idx), v, check_finite=False)
+                v = v - lr * Hv
+    if not (np.isfinite(v).all() and np.isfinite(loss_q).all()):
+        raise DivergenceError(f"the meta-gradient is NaN or inf; lower the inner learning rate (lr={lr:g})")
     return MetaGradient(v, loss_q, np.ascontiguousarray(phis[-1]))
 
 
@@ -162,9 +162,8 @@ def fomaml_gradient(spec, theta, X, Y, plan, lr, backend=None) -> MetaGradient:
     MetaGradient
         ``loss`` is the last minibatch's loss at φ_{k−1}; ``phi`` is φ_{k−1}.
     """
-    if plan.ndim != 3 or plan.shape[1] < 1:
-        raise ValueError(f"plan: expected shape (n_tasks, k >= 1, batch), got {plan.shape}")
-    return maml_gradient(spec, theta, X, Y, plan[:, :-1], plan[:, -1], lr, first_order=True, backend=backend)
+    theta, X, Y, plan, _ = _check(spec, theta, X, Y, plan, min_steps=1)
+    return _maml_gradient(spec, theta, X, Y, plan[:, :-1], plan[:, -1], _positive_lr(lr), True, backend)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,11 +266,14 @@ def meta_train_maml(spec, theta, sample_block, block_iters: int, config: MAMLCon
         j1 = min(block_iters, j0 + stop - it)
         losses = np.empty(j1 - j0)
         for j in range(j0, j1):
-            mg = maml_gradient(spec, theta, X[j], Y[j], plans[j], queries[j], config.inner_lr,
-                               first_order=config.first_order, backend=backend)
+            done = it + j - j0
+            try:
+                mg = maml_gradient(spec, theta, X[j], Y[j], plans[j], queries[j], config.inner_lr,
+                                   first_order=config.first_order, backend=backend)
+            except DivergenceError as exc:
+                raise DivergenceError(f"theta became non-finite at iteration {done} ({exc})", done, theta) from None
             new_theta, state = adam_outer_step(theta, mg.grad.mean(axis=0), state, config)
             if not np.isfinite(new_theta).all():
-                done = it + j - j0
                 raise DivergenceError(f"theta became non-finite at iteration {done}; lower outer_lr or inner_lr",
                                       done, theta)
             theta = new_theta
@@ -296,7 +298,7 @@ def inner_gradients(spec, theta, X, Y, plan, lr):
     G : ndarray, shape (n_tasks, k, P)
     losses : ndarray, shape (n_tasks, k)   minibatch loss before each step
     """
-    _check(spec, theta, X, Y, plan)
+    theta, X, Y, plan, _ = _check(spec, theta, X, Y, plan)
     lr = _positive_lr(lr)
     n, k, _ = plan.shape
     G = np.empty((n, k, theta.shape[0]), dtype=theta.dtype)
@@ -304,7 +306,7 @@ def inner_gradients(spec, theta, X, Y, plan, lr):
     phi = np.broadcast_to(theta, (n, theta.shape[0]))
     for s in range(k):
         idx = plan[:, s]
-        losses[:, s], G[:, s], _ = batched_loss_grad_hvp(spec, phi, gather(X, idx), gather(Y, idx))
+        losses[:, s], G[:, s], _ = batched_loss_grad_hvp(spec, phi, gather(X, idx), gather(Y, idx), check_finite=False)
         phi = phi - lr * G[:, s]
     return G, losses
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
+from .. import validation as check
 from ..errors import DivergenceError
 from ..mlp import MLPSpec
 from ..optim import AdamState, InnerOptimizer
@@ -55,6 +56,11 @@ def query_scores(spec: MLPSpec, phi: np.ndarray, X: np.ndarray, Y: np.ndarray):
     accuracy : ndarray of float64, shape (n,)
         Fraction of points whose arg-max logit (first one on ties) is the label.
     """
+    phi, X, Y = check.scores_args(spec, phi, X, Y)
+    return _query_scores(spec, phi, X, Y)
+
+
+def _query_scores(spec: MLPSpec, phi: np.ndarray, X: np.ndarray, Y: np.ndarray):
     n, q = Y.shape
     a = X
     layers = spec.offsets_array()
@@ -87,6 +93,10 @@ def nearest_neighbour_accuracy(Xs: np.ndarray, Ys: np.ndarray, Xq: np.ndarray, Y
         Fraction of query points whose closest support point (squared Euclidean distance,
         computed in float64; first one on ties) has the same label.
     """
+    return _nearest_neighbour_accuracy(*check.neighbour_args(Xs, Ys, Xq, Yq))
+
+
+def _nearest_neighbour_accuracy(Xs, Ys, Xq, Yq) -> np.ndarray:
     Xs = Xs.astype(np.float64)
     Xq = Xq.astype(np.float64)
     d2 = ((Xq * Xq).sum(axis=2)[:, :, None] - 2 * np.matmul(Xq, Xs.transpose(0, 2, 1))
@@ -162,6 +172,7 @@ def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOpt
     DivergenceError
         Adapting produced a NaN or infinite θ or query loss (never a silent NaN in the result).
     """
+    theta, Xs, Ys, Xq, Yq, plan = check.classify_args(spec, theta, Xs, Ys, Xq, Yq, plan)
     n, S = plan.shape[0], plan.shape[1]
     steps = tuple(range(S + 1)) if steps is None else tuple(int(k) for k in steps)
     if not steps or steps[0] < 0 or steps[-1] > S or any(b <= a for a, b in zip(steps, steps[1:])):
@@ -177,7 +188,7 @@ def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOpt
                 res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, done:target]), opt, state)
             phi, state, done = res.phi, res.state, target
         with np.errstate(over="ignore", invalid="ignore"):
-            loss[:, j], accuracy[:, j] = query_scores(spec, phi, Xq, Yq)
+            loss[:, j], accuracy[:, j] = _query_scores(spec, phi, Xq, Yq)
         if not (np.isfinite(phi).all() and np.isfinite(loss[:, j]).all()):
             raise DivergenceError(f"evaluation diverged: adapting to a held-out episode gave a NaN or infinite loss "
                                   f"or θ within {target} inner steps (inner lr {opt.lr:g}); lower the inner "
@@ -234,7 +245,7 @@ def nearest_neighbour_episodes(vectors: np.ndarray, episodes, chunk: int = 500) 
     out = []
     for i in range(0, episodes.n, chunk):
         ep = episodes.slice(i, min(i + chunk, episodes.n))
-        out.append(nearest_neighbour_accuracy(gather(vectors, ep.support), ep.support_labels,
+        out.append(_nearest_neighbour_accuracy(gather(vectors, ep.support), ep.support_labels,
                                               gather(vectors, ep.query), ep.query_labels))
     return np.concatenate(out)
 
