@@ -40,6 +40,7 @@ from ..tasks.families import FAMILIES, TaskFamily, family_block, family_eval_tas
 from ..tasks.sine import block_iters_for, get_preset
 from ..tasks.streams import DEFAULT_SEED, INIT, TRAIN, epoch_plan, stream_rng
 from . import runs
+from .plots import compare_figure
 from .common import (FlagError, add_threads_flag, apply_threads, int_at_least, nonnegative_float, nonnegative_int,
                      positive_float, positive_int, prepare_backend)
 
@@ -111,6 +112,8 @@ def add_parser(sub) -> None:
                    help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
     p.add_argument("--save", type=Path, help="also save every trained θ (and θ0) to this .npz")
+    p.add_argument("--no-plot", action="store_true",
+                   help="skip OUT/learning_curves.png (each algorithm's training loss) even if matplotlib is installed")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     # run-defining flags default to None, so that a value given with --resume can be told from a default
     DEFAULTS.update({dest: p.get_default(dest) for dest in RUN_KEYS})
@@ -139,17 +142,28 @@ def default_backend(name: str | None):
 
 
 class _Progress:
+    """Plain progress lines (every ``every`` s) and the learning curve: each iteration's training loss."""
+
     def __init__(self, label: str, total: int, quiet: bool, every: float = 5.0):
         self.label, self.total, self.quiet, self.every = label, total, quiet, every
         self.t0 = self.last = time.perf_counter()
+        self.losses = []
 
-    def __call__(self, it, *_):
+    def __call__(self, it, theta=None, losses=None, *_):
+        if losses is not None:
+            self.losses.append(np.array(losses, dtype=np.float64))
         now = time.perf_counter()
         if self.quiet or (now - self.last < self.every and it < self.total):
             return
         self.last = now
         print(f"  {self.label:<8} iter {it:>6d}/{self.total}  {now - self.t0:6.1f}s", flush=True)
 
+    def curve(self, points: int = 100, start: int = 0):
+        """(iterations, windowed mean loss, window) as :meth:`minireptile.progress.Progress.curve`."""
+        values = np.concatenate(self.losses) if self.losses else np.empty(0)
+        every = max(1, len(values) // points)
+        n = len(values) // every
+        return start + every * np.arange(1, n + 1), values[: n * every].reshape(n, every).mean(axis=1), every
 
 def trainer(name: str, c, spec, family, backend):
     """``train(theta, state, start, stop, callback, chunk_iters, chunk_seconds)`` of one algorithm.
@@ -345,7 +359,9 @@ def run(args) -> int:
     runs.check_memory(memory_terms(cfg))
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
     with runs.claim_folder(out):
-        runs.check_outputs({"--out": ckpt_path, "--json": args.json, "--save": args.save}, resume=args.resume)
+        plot = out / "learning_curves.png" if not args.no_plot else None
+        runs.check_outputs({"--out": [ckpt_path, plot], "--json": args.json, "--save": args.save},
+                           resume=args.resume)
         runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "compare")
         return _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path)
 
@@ -367,7 +383,7 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
               f"backend {backend.name}, seed {c.seed}; compile {compile_seconds:.1f}s{resumed}", flush=True)
     t0 = time.perf_counter()
     done = dict(ck["extra"]) if ck is not None else {}
-    seconds = {}
+    seconds, curves = {}, {}
     first = min(start // iters, max(len(order) - 1, 0)) if order else 0
     for k in range(first, len(order)):
         name, offset = order[k], k * iters
@@ -386,14 +402,16 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
                 save_checkpoint(ckpt_path, theta, cfg, offset + it, state, status=status, extra=done)
 
         t = time.perf_counter()
+        progress = _Progress(name, iters, args.quiet)
         status, it, theta, state, _ = runs.train_with_checkpoints(
             prog="minireptile compare", command="compare", ckpt_path=ckpt_path, cfg=cfg, spec=spec, theta=theta,
             state=state, start=local_start, stop=local_stop, sample_block=None, block_iters=c.block_iters, rcfg=None,
-            backend=backend, every=args.checkpoint_every, progress=_Progress(name, iters, args.quiet), save=save,
+            backend=backend, every=args.checkpoint_every, progress=progress, save=save,
             train=trainer(name, c, spec, family, backend), iters=iters, offset=offset, total=total,
             hint=f"a smaller --inner-lr (now {c.inner_lr:g}) or --outer-lr (now {c.outer_lr:g}) / --reptile-eps "
                  f"(now {c.reptile_eps:g})")
         seconds[name] = time.perf_counter() - t
+        curves[name] = progress.curve(start=local_start)
         if status is not None:
             return status
         done[name] = theta
@@ -415,6 +433,13 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
     scale = float(np.mean([np.mean((forward(spec, theta0, Xq[i]) - Yq[i]) ** 2) for i in range(len(Xq))]))
     for line in outlier_notes(results, 10 * scale):
         print(line)
+    if not args.no_plot and curves:
+        compare_figure(ckpt_path.parent / "learning_curves.png", curves, {**LABELS, "maml": "MAML (query loss after 1 step)",
+                                           "fomaml": "FOMAML (query loss after 1 step)",
+                                           "reptile": "Reptile (mean inner-loop loss)",
+                                           "joint": "joint training (loss before its step)"},
+                       title=f"{family.name}: learning curves ({iters} iterations x {c.meta_batch} tasks, seed "
+                       f"{c.seed})")
     if args.save is not None:
         atomic_write(args.save, lambda f: np.savez(f, theta0=theta0, **{k: v for k, v in thetas.items()}))
         print(f"thetas: {args.save}", file=sys.stderr)

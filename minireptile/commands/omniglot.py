@@ -42,6 +42,7 @@ from . import runs
 from .common import (EXIT_DIVERGED, Counter, FlagError, Progress, add_threads_flag, apply_threads, int_at_least,
                      nonnegative_float, nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode,
                      unit_interval, versions)
+from .plots import omniglot_figure
 
 # the compiled CPU backend when it is part of this installation, as `minireptile sine`
 DEFAULT_BACKEND = "numba" if importlib.util.find_spec("minireptile.backends.numba_cpu") is not None else "numpy"
@@ -165,6 +166,8 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
     p.add_argument("--json", type=Path, help="also write a JSON summary here")
+    p.add_argument("--no-plot", action="store_true",
+                   help="skip OUT/omniglot.png (query accuracy vs inner steps) even if matplotlib is installed")
     p.add_argument("--quiet", action="store_true", help="no progress bars or lines")
     # run-defining flags default to None, so that a value given with --resume can be told from a default
     DEFAULTS.update({dest: p.get_default(dest) for dest in RUN_FLAGS})
@@ -345,7 +348,8 @@ def run(args) -> int:
     runs.check_memory(memory_terms(cfg))
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
     with runs.claim_folder(out):
-        runs.check_outputs({"--out": ckpt_path, "--json": args.json}, resume=args.resume)
+        plot = out / "omniglot.png" if not args.no_plot else None
+        runs.check_outputs({"--out": [ckpt_path, plot], "--json": args.json}, resume=args.resume)
         runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "omniglot")
         return _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path)
 
@@ -435,6 +439,10 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path) -> int:
           f"(train {train_seconds:.1f}s, eval {eval_seconds:.1f}s):")
     print(results_table(meta, random, nn))
     print(f"checkpoint: {ckpt_path}")
+    if not args.no_plot:
+        omniglot_figure(ckpt_path.parent / "omniglot.png", steps=meta.steps, meta=meta, random=random, nn=nn,
+                        title=f"Omniglot {ways}-way {cfg['shots']}-shot: query accuracy after k inner steps "
+                        f"({test_episodes.n} meta-test episodes, 95% CI)")
 
     if args.json is not None:
         flops = rcfg.meta_batch * rcfg.inner_steps * rcfg.inner_batch * spec.flops_per_example()

@@ -15,7 +15,6 @@ with a checkpoint (exit 130 / 143); a divergence writes the last finite θ (exit
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from ..reptile import ReptileConfig
 from ..tasks.sine import PRESETS, block_iters_for, get_preset, sine_block, sine_eval_tasks
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, PLOT, stream_rng
 from . import runs
+from .plots import sine_figure
 from .common import (FlagError, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
                      nonnegative_int, positive_float, positive_int, prepare_backend, unit_interval, versions)
 from .runs import check_resumable, checked_config
@@ -266,8 +266,9 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
     print(results_table(eval_steps, meta, random))
     print(f"checkpoint: {ckpt_path}")
 
+    curve = progress.curve()
     if plot is not None:
-        _plot(plot, spec, theta, preset, eval_opt, backend, seed, dtype)
+        _plot(plot, spec, theta, theta0, preset, eval_opt, backend, seed, dtype, eval_steps, meta, random, curve)
 
     if args.json is not None:
         from ..checkpoint import atomic_write
@@ -283,6 +284,8 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
                 "meta_mse": meta.mean.tolist(), "meta_ci95": meta.ci95.tolist(),
                 "random_mse": random.mean.tolist(), "random_ci95": random.ci95.tolist(),
             },
+            # mean per-iteration inner training loss over windows of `every` iterations, ending at `iteration`
+            "train_loss": {"every": curve[2], "iteration": curve[0].tolist(), "loss": curve[1].tolist()},
             "versions": versions(),
         }
         atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
@@ -290,29 +293,14 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
     return 0
 
 
-def _plot(path, spec, theta, preset, opt, backend, seed, dtype) -> None:
-    """The gist's figure: one test task, its shots, the fit after 0/8/16/24/32 steps."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('plot skipped: matplotlib is not installed (pip install "minireptile[plot]")', file=sys.stderr)
-        return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(path, spec, theta, theta0, preset, opt, backend, seed, dtype, steps, meta, random, curve) -> None:
+    """The sine figure (:func:`minireptile.commands.plots.sine_figure`) for one task from the PLOT stream."""
     task = sine_eval_tasks(stream_rng(seed, PLOT), 1, preset, dtype)
     x = task.x_grid[0]
-    steps = (0, 8, 16, 24, 32)
-    preds = adapted_predictions(spec, theta, task.x_shots[0], task.y_shots[0], x, opt, backend, steps)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(x[:, 0], task.y_grid[0, :, 0], "k", label="true")
-    ax.plot(task.x_shots[0, :, 0], task.y_shots[0, :, 0], "kx", label="shots")
-    for s, p in zip(steps, preds):
-        ax.plot(x[:, 0], p, label=f"after {s} steps", alpha=0.4 + 0.6 * s / 32)
-    ax.set_ylim(-5.5, 5.5)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Reptile on sine waves: adaptation from the meta-learned init")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"plot: {path}")
+    preds = [adapted_predictions(spec, th, task.x_shots[0], task.y_shots[0], x, opt, backend, steps)
+             for th in (theta, theta0)]
+    sine_figure(path, x=x[:, 0], y_true=task.y_grid[0, :, 0], x_shots=task.x_shots[0, :, 0],
+                y_shots=task.y_shots[0, :, 0], steps=steps, meta_preds=preds[0], random_preds=preds[1], meta=meta,
+                random=random, curve=curve,
+                title=f"Reptile on sine waves (preset {preset.name}): a held-out task "
+                f"{task.amp[0]:.2f}·sin(x + {task.phase[0]:.2f})")
