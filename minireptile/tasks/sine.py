@@ -98,12 +98,13 @@ PRESETS: dict[str, SinePreset] = {
     # openai's Reptile sine demo (gist): train on the whole 50-point grid, one shuffled epoch
     # of 5 minibatches of 10, SGD lr 0.02; test on 10 distinct grid points, 32 full-batch steps.
     "gist": SinePreset(name="gist"),
-    # Finn et al. 2017's sine distribution: phase U[0, π], K = 10 points x ~ U[-5, 5],
-    # 1-40-40-1 relu. Inner loop here: 5 full-batch SGD steps on the K points (lr 0.02);
-    # evaluation: K = 10 uniform points, 32 steps, MSE on the 50-point grid.
+    # Finn et al. 2017's sine distribution: A·sin(x − φ), φ ~ U[0, π], K = 10 points x ~ U[-5, 5],
+    # 1-40-40-1 relu. In our form A·sin(x + b) that is b ~ U[−π, 0] (the same sign as cbfinn/maml and
+    # torchmeta; b ~ U[0, π] would be its mirror image). Inner loop here: 5 full-batch SGD steps on the
+    # K points (lr 0.02); evaluation: K = 10 uniform points, 32 steps, MSE on the 50-point grid.
     "maml": SinePreset(
         name="maml",
-        phase_range=(0.0, math.pi),
+        phase_range=(-math.pi, 0.0),
         train_points=10,
         inner_steps=5,
         inner_batch=10,

@@ -58,14 +58,18 @@ def _values_near_x(family_name, seed, lo=0.0, hi=1.0):
     return Y[near]
 
 
-def test_maml_paper_preset_has_torchmetas_and_cbfinns_sinusoid_distribution():
+def test_maml_presets_have_torchmetas_and_cbfinns_sinusoid_distribution():
     """A·sin(x + b), b ~ U[−π, 0] is A·sin(x − φ), φ ~ U[0, π]: same law of y at every x."""
     from scipy import stats
     for lo in (-4.0, 0.0, 2.0):
         ours, theirs = _values_near_x("maml-paper", 0, lo, lo + 1), _values_near_x("sinusoid", 1, lo, lo + 1)
         assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
-    # the 'maml' preset keeps sin(x + b), b ~ U[0, π]: a different law, and the test can tell
-    assert stats.ks_2samp(_values_near_x("maml", 0), _values_near_x("sinusoid", 1)).pvalue < 1e-6
+    # the 'maml' preset draws the same law; its mirror image sin(x + b), b ~ U[0, π], does not, and the test can tell
+    assert stats.ks_2samp(_values_near_x("maml", 0), _values_near_x("sinusoid", 1)).pvalue > 1e-3
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.0, 1.0, 20000)
+    mirror = rng.uniform(0.1, 5.0, x.size) * np.sin(x + rng.uniform(0.0, np.pi, x.size))
+    assert stats.ks_2samp(mirror, _values_near_x("sinusoid", 1)).pvalue < 1e-6
 
 
 def test_noise_std_adds_gaussian_noise_of_that_size():
