@@ -116,7 +116,7 @@ def main(iters=30000, out="from_scratch.png", seed=0):
     f = sample_task(rng)
     shots = GRID[rng.choice(len(GRID), size=10, replace=False)]
     starts = {"meta-learned θ": theta, "random θ": init(rng)}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharey=True)
     for ax, (name, start) in zip(axes, starts.items()):
         path = adapt(start, shots, f(shots), 32)
         ax.plot(GRID, f(GRID), "k", lw=2, label="true task")
@@ -126,7 +126,7 @@ def main(iters=30000, out="from_scratch.png", seed=0):
             ax.plot(GRID, forward(path[s], GRID), color=color, label=f"after {s} steps (MSE {mse:.2f})")
         top = 1.5 * np.abs(f(GRID)).max() + 0.5                 # the y-range follows the task
         ax.set(title=f"adapting from the {name}", xlabel="x", ylim=(-top, top))
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     axes[0].set_ylabel("y")
     fig.tight_layout()
     fig.savefig(out, dpi=100)

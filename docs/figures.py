@@ -1,0 +1,108 @@
+"""Figures for the documentation pages, drawn at every build (``conf.py`` calls :func:`draw_all`).
+
+The tutorials draw their own figures in their cells; this file draws the ones the plain pages show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _tasks():
+    """Three tasks on θ ∈ R²: L_τ(θ) = ½ (a_τ·θ − b_τ)², whose solution sets W_τ are lines."""
+    a = np.array([[1.0, 0.35], [-0.25, 1.0], [1.0, -1.1]])
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b = np.array([1.0, 1.2, -0.1])
+    return a, b
+
+
+def _adapt(theta, a, b, k=5, alpha=0.6):
+    """k gradient steps on one task: the inner path φ_0 = θ, …, φ_k."""
+    path = [theta]
+    for _ in range(k):
+        phi = path[-1]
+        path.append(phi - alpha * a * (a @ phi - b))
+    return np.array(path)
+
+
+def reptile_geometry(path: Path) -> None:
+    """Reptile's update in parameter space (the paper's Figure 1): θ moves towards the tasks' solution sets."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a, b = _tasks()
+    colors = ["tab:blue", "tab:orange", "tab:green"]
+    s = np.linspace(-3, 3, 2)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax in axes:
+        for i, (ai, bi) in enumerate(zip(a, b)):
+            base, direction = ai * bi, np.array([-ai[1], ai[0]])      # a point on W_i and the line's direction
+            pts = base + s[:, None] * direction
+            ax.plot(pts[:, 0], pts[:, 1], color=colors[i], lw=2, label=f"$W_{i + 1}$: solutions of task {i + 1}")
+        ax.set_aspect("equal")
+        ax.set(xlim=(-1.6, 1.9), ylim=(-1.4, 1.9), xlabel=r"$\theta^{(1)}$", ylabel=r"$\theta^{(2)}$")
+    # left: one batched outer step from θ
+    theta = np.array([0.2, -1.1])
+    ax = axes[0]
+    phis = []
+    for i, (ai, bi) in enumerate(zip(a, b)):
+        p = _adapt(theta, ai, bi)
+        phis.append(p[-1])
+        ax.plot(p[:, 0], p[:, 1], ".-", color=colors[i], ms=5, lw=1)
+        ax.annotate(f"$\\phi_{i + 1}$", p[-1], textcoords="offset points", xytext=(6, -10), color=colors[i])
+    eps = 0.5
+    new = theta + eps * (np.mean(phis, axis=0) - theta)
+    ax.plot(*theta, "ko", ms=7)
+    ax.annotate(r"$\theta$", theta, textcoords="offset points", xytext=(-14, -4))
+    ax.plot(*np.mean(phis, axis=0), "k+", ms=10, mew=2)
+    ax.annotate(r"mean $\phi_i$", np.mean(phis, axis=0), textcoords="offset points", xytext=(6, 4))
+    ax.annotate("", new, theta, arrowprops=dict(arrowstyle="->", lw=2))
+    ax.annotate(r"new $\theta$", new, textcoords="offset points", xytext=(6, -4))
+    ax.set_title("one outer step: 5 inner steps per task, ε = 0.5", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    # right: serial Reptile over many outer steps, with ε annealed, ends near all three sets
+    rng = np.random.default_rng(0)
+    traj = [theta]
+    T = 300
+    for t in range(T):
+        i = rng.integers(3)
+        phi = _adapt(traj[-1], a[i], b[i])[-1]
+        traj.append(traj[-1] + 0.5 * (1 - t / T) * (phi - traj[-1]))
+    traj = np.array(traj)
+    # the point with the least summed squared distance to the three lines: Σ_i (a_i·θ − b_i)² minimal
+    best = np.linalg.lstsq(a, b, rcond=None)[0]
+    ax = axes[1]
+    ax.plot(traj[:, 0], traj[:, 1], "k-", lw=0.8, alpha=0.6)
+    ax.plot(*traj[0], "ko", ms=7)
+    ax.plot(*traj[-1], "k*", ms=12, label=r"$\theta$ after 300 serial steps")
+    ax.plot(*best, "rx", ms=10, mew=2, label="least summed squared distance")
+    ax.set_title("300 serial outer steps, ε annealed 0.5 → 0", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def from_scratch_plot(path: Path, iters: int = 10000) -> None:
+    """from_scratch.py's own figure: meta-train for ``iters`` iterations, adapt to a new task, plot."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("from_scratch", Path(__file__).resolve().parent / "from_scratch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(iters=iters, out=str(path))
+
+
+def draw_all(folder: Path) -> None:
+    """Every figure of the plain pages, into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    reptile_geometry(folder / "reptile_geometry.png")
+    from_scratch_plot(folder / "from_scratch.png")
+
+
+if __name__ == "__main__":
+    draw_all(Path(__file__).resolve().parent / "generated")
