@@ -39,6 +39,9 @@ class ReptileConfig:
     inner_batch: int = 10
 
     def __post_init__(self) -> None:
+        if not isinstance(self.inner, InnerOptimizer):
+            raise TypeError(f"inner: expected an InnerOptimizer (e.g. InnerOptimizer('sgd', 0.02)), got "
+                            f"{type(self.inner).__name__} {self.inner!r}")
         for name in ("iters", "meta_batch", "inner_steps", "inner_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

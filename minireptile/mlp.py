@@ -18,6 +18,7 @@ This module computes no math on data: forward/backward live in :mod:`minireptile
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,10 +51,13 @@ class MLPSpec:
     n_params: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        try:
-            sizes = tuple(int(s) for s in self.sizes)
-        except (TypeError, ValueError):
-            raise TypeError(f"sizes: expected a sequence of ints, got {self.sizes!r}") from None
+        raw = self.sizes
+        if isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__"):
+            raise TypeError(f"sizes: expected a sequence of ints, got {raw!r}")
+        raw = tuple(raw)
+        if any(isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) for s in raw):
+            raise TypeError(f"sizes: expected a sequence of ints (not floats, bools or text), got {raw!r}")
+        sizes = tuple(int(s) for s in raw)
         if len(sizes) < 2:
             raise ValueError(f"sizes: expected at least (d_in, d_out), got {sizes!r}")
         if any(s < 1 for s in sizes):

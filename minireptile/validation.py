@@ -286,6 +286,25 @@ def plan_arg(plan, lead, n_points: int, name: str = "plan") -> np.ndarray:
     return int_array(name, plan, dims, 0, n_points, f"point indices (n_points={n_points})")
 
 
+def in_dtype(name: str, value: float, dtype: np.dtype, positive: bool = True) -> None:
+    """ValueError unless ``value`` stays finite (and, if ``positive``, non-zero) when stored in ``dtype``."""
+    with np.errstate(over="ignore", under="ignore"):
+        stored = np.dtype(dtype).type(value)
+    if not np.isfinite(stored):
+        raise ValueError(f"{name}: {value!r} overflows {np.dtype(dtype).name} (largest {np.finfo(dtype).max:.3g}); "
+                         "use a smaller value or float64")
+    if positive and value != 0 and stored == 0:
+        raise ValueError(f"{name}: {value!r} is 0 in {np.dtype(dtype).name} (smallest {np.finfo(dtype).smallest_subnormal:.3g}); "
+                         "use a larger value or float64")
+
+
+def optimizer_in_dtype(opt: InnerOptimizer, dtype: np.dtype) -> None:
+    """The optimizer's step size and Adam ε mean what they say in ``dtype`` (no underflow to 0, no overflow)."""
+    in_dtype("opt.lr", opt.lr, dtype)
+    if opt.name == "adam":
+        in_dtype("opt.eps", opt.eps, dtype)
+
+
 def inner_loop_args(spec_, theta, X, Y, plan, opt, state=None, check_finite=True):
     """inner_loop(spec, theta (P,)|(n, P), X (n, pts, d_in), Y, plan (n, steps, batch), opt, state).
 
@@ -295,6 +314,7 @@ def inner_loop_args(spec_, theta, X, Y, plan, opt, state=None, check_finite=True
     optimizer(opt)
     check_finite = _check_finite_flag(check_finite)
     dtype = params_dtype("theta", theta)
+    optimizer_in_dtype(opt, dtype)
     X, Y = tasks_args(spec_, dtype, X, Y, (("n_tasks", None),), check_finite)
     n_tasks, n_points = X.shape[0], X.shape[1]
     theta, _ = theta_arg(spec_, theta, check_finite, rows=n_tasks)
@@ -316,6 +336,7 @@ def train_chunk_args(spec_, theta, X, Y, plans, eps, opt, state=None, check_fini
     optimizer(opt)
     check_finite = _check_finite_flag(check_finite)
     theta, dtype = theta_arg(spec_, theta, check_finite)
+    optimizer_in_dtype(opt, dtype)
     X, Y = tasks_args(spec_, dtype, X, Y, (("iters", None), ("n_tasks", None)), check_finite)
     iters, n_tasks, n_points = X.shape[:3]
     plans = plan_arg(plans, (("iters", iters), ("n_tasks", n_tasks)), n_points, name="plans")
@@ -352,7 +373,9 @@ def update_args(theta, phi, eps, check_finite=True):
         raise ValueError(f"theta: expected shape (P,), got {theta.shape}")
     theta = float_array("theta", theta, (("P", None),), dtype, check_finite)
     phi = float_array("phi", phi, (("n_tasks", None), ("P", theta.shape[0])), dtype, check_finite)
-    return theta, phi, dtype.type(step_size("eps", eps, allow_zero=True))
+    eps = step_size("eps", eps, allow_zero=True)
+    in_dtype("eps", eps, dtype)
+    return theta, phi, dtype.type(eps)
 
 
 def warmup_args(spec_, dtype, opt):
@@ -365,6 +388,7 @@ def warmup_args(spec_, dtype, opt):
         raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
     if dt not in (F32, F64):
         raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+    optimizer_in_dtype(opt, dt)
     return spec_, dt, opt
 
 
@@ -382,6 +406,9 @@ def meta_train_args(spec_, theta, sample_block, block_iters, config, backend, st
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     check_finite = _check_finite_flag(check_finite)
     theta, dtype = theta_arg(spec_, theta, check_finite)
+    in_dtype("config.eps0", config.eps0, dtype)
+    in_dtype("config.eps_final", config.eps_final, dtype)
+    optimizer_in_dtype(config.inner, dtype)
     block_iters = count("block_iters", block_iters)
     start = count("start", start, minimum=0)
     stop = config.iters if stop is None else count("stop", stop, minimum=0)

@@ -353,3 +353,42 @@ def test_cli_flag_values_exit_2_with_one_line_naming_the_flag(flag, value, patte
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"minireptile sine: error: argument {flag}: ")
     assert re.search(pattern, lines[0]), lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# values that are valid numbers but meaningless in the run's dtype; strict constructors
+# ---------------------------------------------------------------------------------------------
+def test_item18_values_that_underflow_or_overflow_the_dtype_are_refused_naming_them():
+    from minireptile import InnerOptimizer, MLPSpec, get_backend, init_params, reptile_update
+
+    spec = MLPSpec((1, 4, 1))
+    theta = init_params(spec, np.random.default_rng(0), np.float32)
+    X, Y = np.zeros((2, 5, 1), np.float32), np.zeros((2, 5, 1), np.float32)
+    plan = np.zeros((2, 1, 3), np.int64)
+    tiny_eps = InnerOptimizer("adam", 0.01, eps=1e-46)
+    for name in ("numpy", "numba"):
+        with pytest.raises(ValueError, match=r"^opt.eps: 1e-46 is 0 in float32"):
+            get_backend(name).inner_loop(spec, theta, X, Y, plan, tiny_eps)
+    get_backend("numpy").inner_loop(spec, theta.astype(np.float64), X.astype(np.float64), Y.astype(np.float64),
+                                    plan, tiny_eps)                                  # float64 holds it
+    with pytest.raises(ValueError, match=r"^opt.lr: 1e\+39 overflows float32"):
+        get_backend("numpy").inner_loop(spec, theta, X, Y, plan, InnerOptimizer("sgd", 1e39))
+    with pytest.raises(ValueError, match=r"^eps: 1e\+300 overflows float32"):
+        reptile_update(theta, np.stack([theta, theta]), 1e300)
+
+
+@pytest.mark.parametrize("sizes", [(1.5, 2), (True, 2), "12", (np.float64(3.0), 2), 12])
+def test_item19_mlpspec_sizes_must_be_integers(sizes):
+    from minireptile import MLPSpec
+
+    with pytest.raises(TypeError, match="^sizes: expected a sequence of ints"):
+        MLPSpec(sizes)
+    assert MLPSpec((np.int64(3), 2)).sizes == (3, 2)
+
+
+def test_item19_reptile_config_inner_must_be_an_optimizer():
+    from minireptile import InnerOptimizer, ReptileConfig
+
+    with pytest.raises(TypeError, match="^inner: expected an InnerOptimizer"):
+        ReptileConfig(inner="sgd")
+    assert ReptileConfig(inner=InnerOptimizer("sgd", 0.1)).inner.lr == 0.1

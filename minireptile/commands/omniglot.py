@@ -193,6 +193,8 @@ def build_config(args) -> dict:
     reptile = ReptileConfig(iters=a.iters, meta_batch=a.meta_batch, eps0=a.outer_lr,
                             eps_final=a.outer_lr_final, inner=opt, inner_steps=a.inner_iters,
                             inner_batch=a.inner_batch)
+    runs.check_in_dtype(a.dtype, {"--inner-lr": a.inner_lr, "--outer-lr": a.outer_lr,
+                                  "--outer-lr-final": a.outer_lr_final})
     n_points = a.ways * a.train_shots
     return {
         "command": "omniglot",

@@ -265,6 +265,17 @@ def resolve_paths(args, default_out: Path) -> tuple[Path, Path]:
     return out, out / CHECKPOINT_NAME
 
 
+def check_in_dtype(dtype, values: dict) -> None:
+    """FlagError naming the flag whose value underflows to 0 or overflows in ``dtype`` (``values``: flag → value)."""
+    from .. import validation
+
+    for flag, value in values.items():
+        try:
+            validation.in_dtype(flag, value, np.dtype(dtype))
+        except ValueError as exc:
+            raise FlagError(flag, str(exc).split(": ", 1)[1]) from None
+
+
 def available_memory() -> int:
     """Bytes of memory available to a new allocation (MemAvailable on Linux, else physical memory)."""
     try:

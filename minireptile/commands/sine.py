@@ -122,6 +122,8 @@ def build_config(args) -> dict:
         inner_batch=pick(args.inner_batch, preset.inner_batch),
     )
     spec = MLPSpec((1, *preset.hidden, 1), preset.activation, "mse")
+    runs.check_in_dtype(pick(args.dtype, "float32"), {"--inner-lr": opt.lr, "--outer-lr": reptile.eps0,
+                                                       "--outer-lr-final": reptile.eps_final})
     return {
         "command": "sine",
         "preset": preset.name,

@@ -349,3 +349,14 @@ def test_item11_sizes_that_cannot_be_allocated_are_refused_with_the_estimate(tmp
     line = one_error_line(capsys)
     assert f"argument {flag}: the run would need about" in line and "GiB" in line
     assert not (tmp_path / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("argv,flag,says", [
+    (["--inner-lr", "1e-46"], "--inner-lr", "is 0 in float32"),
+    (["--outer-lr", "1e39"], "--outer-lr", "overflows float32"),
+])
+def test_item18_flags_meaningless_in_the_dtype_are_refused(tmp_path, capsys, argv, flag, says):
+    assert sine("--out", tmp_path, *argv) == 2
+    line = one_error_line(capsys)
+    assert f"argument {flag}: " in line and says in line
+    assert sine("--out", tmp_path / "f64", *argv, "--dtype", "float64", "--stop-after", 2) == 0
