@@ -308,12 +308,12 @@ def test_get_backend_numba_returns_the_backend_and_warmup_reports_seconds():
 
 
 def test_the_sine_command_defaults_to_numba_and_checks_the_thread_count():
-    from minireptile.commands.common import FlagError
+    from minireptile.commands.common import FlagError, set_threads
     from minireptile.commands import sine
 
     assert sine.DEFAULT_BACKEND == "numba"
     with pytest.raises(FlagError, match="--threads: expected at most"):
-        sine.set_threads("--threads", numba.config.NUMBA_NUM_THREADS + 1)
+        set_threads("--threads", numba.config.NUMBA_NUM_THREADS + 1)
 
 
 def test_importing_minireptile_selects_no_threading_layer_until_the_backend_is_used():
