@@ -10,10 +10,10 @@ from minireptile.cli import main
 
 def test_sine_json_has_the_training_curve_and_the_figure_is_written(tmp_path):
     out = tmp_path / "run"
-    assert main(["sine", "--iters", "600", "--eval-tasks", "4", "--quiet", "--backend", "numpy", "--out", str(out),
+    assert main(["sine", "--iters", "300", "--eval-tasks", "4", "--quiet", "--backend", "numpy", "--out", str(out),
                  "--json", str(tmp_path / "s.json")]) == 0
     curve = json.loads((tmp_path / "s.json").read_text())["train_loss"]
-    assert curve["every"] == 2 and len(curve["loss"]) == 300 and curve["iteration"][-1] == 600
+    assert curve["every"] == 1 and len(curve["loss"]) == 300 and curve["iteration"][-1] == 300
     assert np.isfinite(curve["loss"]).all()
     try:
         import matplotlib  # noqa: F401
