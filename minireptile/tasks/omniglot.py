@@ -39,6 +39,7 @@ import io
 import json
 import os
 import stat
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ import numpy as np
 from ..checkpoint import atomic_write
 from ..errors import missing_extra
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: keyed by the sources' content, arrays checked against the source listing
 RESAMPLE = "lanczos"
 ROTATIONS = (0, 90, 180, 270)
 OFFICIAL_SPLITS = ("images_background", "images_evaluation", "images_background_small1",
@@ -221,23 +222,48 @@ def _zip_entries(zpath: Path):
 
 def _folder_entries(root: Path):
     """Sorted ((alphabet, character, file name), path) of a folder's PNGs."""
-    entries = [((p.parent.parent.name, p.parent.name, p.name), p) for p in root.glob("*/*/*.png")]
+    entries = [((p.parent.parent.name, p.parent.name, p.name), p) for p in root.glob("*/*/*")
+               if p.suffix.lower() == ".png" and p.is_file()]
     return sorted(entries)
 
 
 def _source_key(source: Path, size: int) -> str:
-    """Cache key: resolved path, file sizes and modification times, preprocessing settings."""
+    """Cache key: the SHA-256 of the source's bytes (the zip, or every PNG with its path) and the
+    preprocessing settings. A file changed in place with the same size and time gets a new key."""
     h = hashlib.sha256()
-    h.update(json.dumps({"version": CACHE_VERSION, "path": str(source.resolve()), "size": size,
-                         "resample": RESAMPLE}).encode())
+    h.update(json.dumps({"version": CACHE_VERSION, "size": size, "resample": RESAMPLE}).encode())
     if source.is_file():
-        st = source.stat()
-        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        with open(source, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     else:
         for rel, p in _folder_entries(source):
-            st = p.stat()
-            h.update(f"{'/'.join(rel)}:{st.st_size}:{st.st_mtime_ns};".encode())
+            h.update(f"{'/'.join(rel)}:".encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
+
+
+def _listing(source: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The labels and class names a decode of ``source`` gives, from its file listing alone (no decoding)."""
+    entries = _zip_entries(source) if source.is_file() else _folder_entries(source)
+    class_of: dict[str, int] = {}
+    labels = np.array([class_of.setdefault(f"{a}/{c}", len(class_of)) for (a, c, _), _ in entries], dtype=np.int64)
+    return labels, tuple(class_of)
+
+
+def _cache_problem(hit, source: Path, size: int) -> str | None:
+    """Why cached arrays cannot be the decode of ``source`` at ``size`` (None: they fit)."""
+    images, labels, names = hit
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (size, size):
+        return f"images are {images.dtype} {images.shape}, expected uint8 (n, {size}, {size})"
+    want_labels, want_names = _listing(source)
+    if labels.dtype != np.int64 or labels.shape != want_labels.shape or not np.array_equal(labels, want_labels):
+        return "its labels do not match the source's characters"
+    if names != want_names:
+        return "its class names do not match the source's folders"
+    if images.shape[0] != labels.shape[0]:
+        return f"{images.shape[0]} images for {labels.shape[0]} labels"
+    return None
 
 
 def _decode(png: bytes, size: int, where: str) -> np.ndarray:
@@ -365,7 +391,11 @@ def load_source(source, size: int = 28, cache_dir=None, use_cache: bool = True) 
         if path.is_file():
             hit = _read_cache(path, key)
             if hit is not None:
-                return LabelledImages(*hit, cache=str(path), cache_hit=True)
+                problem = _cache_problem(hit, source, size)
+                if problem is None:
+                    return LabelledImages(*hit, cache=str(path), cache_hit=True)
+                warnings.warn(f"the Omniglot cache {str(path)!r} is damaged ({problem}); decoding the images again "
+                              "and rebuilding it", RuntimeWarning, stacklevel=2)
     images, labels, names = _decode_source(source, size)
     written = ""
     for i, path in enumerate(candidates):

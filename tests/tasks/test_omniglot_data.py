@@ -228,3 +228,50 @@ def test_missing_pillow_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(ImportError, match=r"minireptile\[images\]"):
         load_source(z, use_cache=False)
+
+
+def tamper(cache, **changes):
+    with np.load(cache, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(changes)
+    with open(cache, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("change", ["shuffled labels", "float images", "truncated names"])
+def test_item10_a_damaged_cache_with_the_right_key_is_rebuilt_with_a_warning(tmp_path, change):
+    zpath = write_zip(tmp_path / "small.zip", {"Latin": 3, "Greek": 2}, drawings=2)
+    fresh = load_source(zpath, size=12)
+    cache = fresh.cache
+    with np.load(cache) as z:
+        labels, images, names = z["labels"], z["images"], z["class_names"]
+    tamper(cache, **{"shuffled labels": {"labels": labels[::-1].copy()},
+                     "float images": {"images": images.astype(np.float64)},
+                     "truncated names": {"class_names": np.array([n[:-1] for n in names.tolist()])}}[change])
+    with pytest.warns(RuntimeWarning, match="cache .* is damaged"):
+        again = load_source(zpath, size=12)
+    assert not again.cache_hit
+    np.testing.assert_array_equal(again.images, fresh.images)
+    np.testing.assert_array_equal(again.labels, fresh.labels)
+    assert again.class_names == fresh.class_names
+    assert load_source(zpath, size=12).cache_hit                   # rebuilt: the next load hits it
+
+
+def test_item10_a_zip_changed_with_the_same_size_and_mtime_invalidates_the_cache(tmp_path):
+    zpath = write_zip(tmp_path / "small.zip", {"Latin": 3}, drawings=2)
+    st = zpath.stat()
+    before = datasets._source_key(zpath, 12)
+    raw = bytearray(zpath.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF                            # same size ...
+    zpath.write_bytes(bytes(raw))
+    os.utime(zpath, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and the same modification time
+    assert zpath.stat().st_size == st.st_size and zpath.stat().st_mtime_ns == st.st_mtime_ns
+    assert datasets._source_key(zpath, 12) != before
+
+
+def test_item21_uppercase_png_files_in_an_unpacked_folder_are_read(tmp_path):
+    root = write_folder(tmp_path / "split", {"Latin": 2}, drawings=2)
+    first = sorted(root.glob("*/*/*.png"))[0]
+    first.rename(first.with_suffix(".PNG"))
+    data = load_source(root, size=12, use_cache=False)
+    assert data.images.shape[0] == 4
