@@ -285,7 +285,8 @@ class Reptile:
         if steps == 0:
             return theta.copy()
         plan = np.broadcast_to(np.arange(X.shape[0], dtype=np.int64), (1, steps, X.shape[0])).copy()
-        res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt())
+        res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(),
+                                                   check_finite=False)  # checked just above
         return res.phi[0]
 
     def predict(self, X, params=None) -> np.ndarray:
