@@ -52,3 +52,10 @@ def test_every_command_takes_threads_seed_and_quiet(command):
     seed = next(a for a in sub._actions if "--seed" in a.option_strings)
     assert seed.default in (None, 1)
     assert "%%" not in sub.format_help()
+
+
+def test_quiet_silences_the_compile_notice_and_progress(tmp_path, capsys):
+    assert main(["sine", "--iters", "5", "--eval-tasks", "2", "--quiet", "--no-plot", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "numba kernels" not in out and "kernels ready" not in out and "iter " not in out
+    assert "meta-learned MSE" in out
