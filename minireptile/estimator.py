@@ -121,6 +121,8 @@ class Reptile:
         Carried Adam moments after ``fit`` (``adam_state="carry"``).
     history : ndarray of float64, (iters,)
         Per-iteration mean inner training loss of the last ``fit``.
+    iterations : int
+        Outer iterations behind ``theta`` (0 before ``fit``).
     """
 
     def __init__(self, layers=(1, 64, 64, 1), *, activation="tanh", loss="mse", optimizer="sgd", inner_lr=0.02,
