@@ -12,34 +12,31 @@ Contract
     train_chunk(spec, theta, X, Y, plans, eps, opt, state=None) -> (theta, losses, state)
         X (iters, n_tasks, n_points, d_in), plans (iters, n_tasks, steps, batch), eps (iters,)
     warmup(spec, dtype, opt) -> float
-        compiles (or loads from the on-disk cache) the one kernel signature a run in ``dtype``
-        needs and returns the seconds it took
+        compiles (or loads from the on-disk cache) the one kernel specialisation a run with
+        ``spec``, ``dtype`` and ``opt`` needs and returns the seconds it took
 
-One compiled call runs a whole chunk: for each outer iteration, every task of the meta-batch in
-parallel (``prange`` over tasks; one task runs without a parallel region), then the outer update
-θ + ε·(mean φ − θ) and the carried Adam state, reduced over tasks in task order. Results do not
+One compiled call runs a whole chunk on one thread: for each outer iteration every task of the
+meta-batch, then the outer update θ + ε·(mean φ − θ) and the carried Adam state, reduced over
+tasks in task order. With more than one thread and more than one task, the tasks of each
+iteration are cut into blocks that Python threads run at once (the kernel releases the GIL) and
+the last thread to finish an iteration runs its outer update (:func:`_in_threads`). Results do not
 depend on the number of threads (bitwise) and equal the reference to rounding (tests: ≤ 1e-10
 relative in float64 after 32 inner steps, ≤ 1e-4 in float32). The kernels are in
 :mod:`minireptile.backends.numba_kernels`; their per-element math in :mod:`minireptile.backends.kernel_math`.
 
-Compile cost: one signature per dtype (activation, loss and optimizer are integer codes chosen
-at run time, unused targets come as small dummies), cached on disk (``cache=True``), so the
-second run of a command loads it in well under a second.
+Compile cost: one specialisation per (activation, loss, optimizer, dtype), compiled when a run
+first uses it (about 6 s cold on a 2-core machine; the gist run needs one) and cached on disk
+(``cache=True``), so the second run of a command loads it in a fraction of a second.
 
-Threading layer
----------------
-Numba runs ``prange`` loops on a threading layer chosen once per process. ``workqueue`` (the
-fallback when neither TBB nor OpenMP is present) is not thread-safe: two Python threads entering
-parallel code at once abort the process. The first time this backend is used, and only if the
-layer is not yet initialised and ``NUMBA_THREADING_LAYER`` is not set by the user, we select
-``threadsafe`` — TBB if installed, else OpenMP (on the reference machine: OpenMP/libgomp, TBB is
-not installed; see ``numba -s``). Both survive concurrent calls from several Python threads
-(tested). Caveat of GNU OpenMP: it is not fork-safe, so do not ``fork`` a process after it ran
-parallel numba code (use the ``spawn`` or ``forkserver`` start method, or install TBB).
-Importing minireptile changes nothing: the selection happens in :func:`backend`. The number of
-threads is numba's (``numba.set_num_threads``; ``minireptile sine --threads N``). Tasks are handed
-to threads one at a time. On a machine shared with other jobs, ``OMP_WAIT_POLICY=passive`` (set
-before Python starts) stops idle OpenMP threads from spinning; see docs/benchmarks.md.
+Threads
+-------
+The number of threads is numba's (``numba.set_num_threads``; ``minireptile sine --threads N``),
+but the threads are plain Python threads started per call, not numba's ``prange`` pool: a
+thread that waits blocks on a lock instead of spinning, so on a machine shared with other jobs
+two threads are not slower than one (OpenMP's idle workers spin; see docs/benchmarks.md), and the
+process stays safe to ``fork`` between calls. Several Python threads may call the backend at once.
+:func:`select_threading_layer` still picks a thread-safe numba layer for any ``prange`` code
+elsewhere in the process; importing minireptile changes nothing.
 """
 
 from __future__ import annotations
@@ -48,8 +45,8 @@ import contextlib
 import glob
 import hashlib
 import os
+import threading
 import time
-import warnings
 
 import numba
 import numpy as np
@@ -64,19 +61,15 @@ THREADING_LAYER = "threadsafe"
 def select_threading_layer() -> str:
     """Choose a thread-safe numba threading layer unless one is already fixed; return its name.
 
-    Returns the layer numba will use ("tbb" or "omp" here), or the configured name if the layer
-    is not initialised yet. Warns if an unsafe layer (workqueue) was already started elsewhere.
+    The backend's own kernels run no ``prange`` code; this keeps other parallel numba code in the
+    process safe to call from several threads (``workqueue`` is not). Returns the layer numba uses
+    ("tbb" or "omp" here), or the configured name if the layer is not initialised yet.
     """
     import numba
     from numba.np.ufunc import parallel
 
     if parallel._is_initialized:
-        layer = numba.threading_layer()
-        if layer == "workqueue":
-            warnings.warn("numba's threading layer is 'workqueue' (chosen before minireptile's numba backend "
-                          "was used): calling the backend from two Python threads at once will abort. Install "
-                          "tbb or set NUMBA_THREADING_LAYER=omp.", RuntimeWarning, stacklevel=3)
-        return layer
+        return numba.threading_layer()
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = THREADING_LAYER
     return numba.config.THREADING_LAYER
@@ -96,7 +89,7 @@ def _refresh_cache(kernels) -> None:
     for name in _INLINED_SOURCES:
         with open(os.path.join(here, name), "rb") as f:
             digest.update(f.read())
-    cache_dir = kernels.run_chunk._cache.cache_path
+    cache_dir = kernels.tanh_array._cache.cache_path
     stamp = os.path.join(cache_dir, "numba_kernels.inlined-sources.sha256")
     try:
         with open(stamp) as f:
@@ -169,17 +162,69 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
                np.empty((n, P), dtype), np.empty((n, A), dtype), np.empty((n, A), dtype),  # wt, act, dlt
                np.empty((n, P), dtype))                                       # grad
     act_code, loss_code, opt_code, hyper = _codes(spec, opt)
-    # Tasks are handed to threads one at a time (numba's default cuts the range into one block per
-    # thread): on a shared machine a descheduled thread then holds up an iteration by one task, not
-    # by half the meta-batch. Results do not depend on it (each task writes only its own rows).
-    chunksize = numba.set_parallel_chunksize(1)
-    try:
-        t = _kernels().run_chunk(theta2, m0, v0, phi, m, v, task_loss, iter_loss, *scratch,
-                                 X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code,
-                                 hyper, int(t0), bool(has_state), bool(carry), bool(update))
-    finally:
-        numba.set_parallel_chunksize(chunksize)
+    kernel = _kernels().chunk_kernel(act_code, loss_code, opt_code)
+    args = (theta2, m0, v0, phi, m, v, task_loss, iter_loss, *scratch, X, Yf, Yi, plans, eps, offs, aoffs, wlive,
+            tlive, hyper)
+    t, hs, carry, update = int(t0), bool(has_state), bool(carry), bool(update)
+    threads = min(numba.get_num_threads(), n)
+    if threads <= 1:
+        t, _ = kernel(*args, t, hs, carry, update, True, 0, n, 0, iters)
+    else:
+        t = _in_threads(kernel, args, n, iters, threads, t, hs, carry, update)
     return phi, m, v, task_loss, iter_loss, t
+
+
+def _in_threads(kernel, args, n: int, iters: int, threads: int, t: int, hs: bool, carry: bool, update: bool) -> int:
+    """Run the kernel's tasks on ``threads`` Python threads; return the Adam step count after it.
+
+    Each outer iteration's tasks are cut into blocks that the threads take in turn (the kernel
+    releases the GIL); each block writes only its tasks' rows, so the result does not depend on
+    the number of threads or on who ran what. With ``update``, the last thread to finish an
+    iteration runs its reductions and outer update (in task order, one thread) before anyone
+    starts the next. Threads that wait block on a lock: nothing spins, so on a machine shared
+    with other jobs an idle thread costs nothing, and a descheduled one holds up one block.
+    """
+    block = max(-(-n // (4 * threads)), min(8, -(-n // threads)))  # ≥ 8 tasks a block: one call costs ~µs
+    kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0)  # tht from θ, once
+    shared = {"t": t, "hs": hs, "blocks": iter(range(0, n, block))}  # next() on an iterator is atomic
+    if not update:  # independent tasks: one pass over all iterations, no barrier
+        rounds, its = 1, (0, iters)
+    else:
+        rounds, its = iters, None
+
+    def end_of_round():
+        it = shared["round"]
+        if update:
+            shared["t"], shared["hs"] = kernel(*args, shared["t"], shared["hs"], carry, True, False, 0, 0, it, it + 1)
+        shared["round"] = it + 1
+        shared["blocks"] = iter(range(0, n, block))
+
+    shared["round"] = 0
+    barrier = threading.Barrier(threads, action=end_of_round)
+    errors = []
+
+    def work():
+        try:
+            for r in range(rounds):
+                it_lo, it_hi = its if its is not None else (r, r + 1)
+                for lo in shared["blocks"]:
+                    kernel(*args, shared["t"], shared["hs"], carry, False, False, lo, min(lo + block, n), it_lo, it_hi)
+                barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+            barrier.abort()
+
+    helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
+    for h in helpers:
+        h.start()
+    work()  # (an exception here, Ctrl-C included, aborts the barrier: the helpers stop too)
+    for h in helpers:
+        h.join()
+    if errors:
+        raise errors[0]
+    return shared["t"]
 
 
 def _state_rows(state, P, dtype, adam):
@@ -289,7 +334,7 @@ def warmup(spec: MLPSpec, dtype, opt: InnerOptimizer) -> float:
     Returns
     -------
     float
-        Seconds it took (about 0.1-0.5 s from the cache, tens of seconds cold).
+        Seconds it took (well under a second from the cache, about 6 s cold on a 2-core machine).
     """
     t = time.perf_counter()
     dtype = np.dtype(dtype)

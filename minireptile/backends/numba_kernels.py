@@ -2,10 +2,12 @@
 
 Contract
 --------
-:func:`run_chunk` runs ``iters`` outer iterations; each adapts every task of its meta-batch with
-``steps`` optimizer steps (forward, backward, SGD/Adam update, all in compiled code, ``prange``
-over tasks) and then, if asked, applies the Reptile update θ ← θ + ε·(mean_i φ_i − θ). With
-``iters = 1`` and no update it is the backend's ``inner_loop``. The math is that of
+:func:`chunk_kernel` returns ``run_chunk`` compiled for one activation, loss and optimizer. It
+runs outer iterations; each adapts the tasks of its meta-batch with ``steps`` optimizer steps
+(forward, backward, SGD/Adam update, all in compiled code) and then, if asked, applies the
+Reptile update θ ← θ + ε·(mean_i φ_i − θ). With ``iters = 1`` and no update it is the backend's
+``inner_loop``. One call runs a range of tasks on the calling thread with the GIL released; the
+backend (:mod:`minireptile.backends.numba_cpu`) runs ranges on several Python threads at once. The math is that of
 :mod:`minireptile.reference` (the oracle the tests compare against); per-element functions
 (activation, its derivative, tanh, the Adam update) come from :mod:`minireptile.backends.kernel_math`.
 
@@ -33,18 +35,29 @@ How it is fast (gist net 1-64-64-1, minibatch 10, on a 2-core AVX-512 EPYC; docs
 * Elementwise loops index 2-D views (``view2d``) or 1-D slices, never ``array[offset + i]``: a
   signed offset keeps Numba's negative-index wraparound in the loop and LLVM from vectorising it.
 * No ``fastmath``: sums are never reassociated, so results are fixed by the source.
+
+How it compiles fast (about 6 s cold for one specialisation, 28 s for the one signature that held
+every branch before): numba generates machine code for each compiled function again inside every
+compiled caller that links it, so the chain entry → task → step loop → helpers cost its depth times
+the kernel. The task and step loop are inlined in Numba IR (``inline="always"``), the entry is
+written out, ``gemm`` is one function with int64 (never literal) arguments, so one signature
+serves every call site, and the activation/loss/optimizer codes are literals of the entry's
+closure, so only the branches a run uses reach LLVM.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from . import kernel_math as km
 from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, view2d
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
+# The big per-task functions are inlined into the entry in Numba IR (see "How it compiles fast").
+# Small helpers stay separate: inlining them in IR costs more in numba's inliner than it saves.
+_INLINE = dict(_JIT, inline="always")
 
 _tanh_f32 = njit(**_JIT)(km.tanh_f32)
 _tanh_f64 = njit(**_JIT)(km.tanh_f64)
@@ -172,7 +185,7 @@ def _loss_and_dout(dout, out, Yf, Yi, idx, loss_code):
 # ---------------------------------------------------------------------------------------------
 # one task: all its inner steps
 # ---------------------------------------------------------------------------------------------
-@njit(**_JIT)
+@njit(**_INLINE)
 def _adapt_task(phi, m, v, wt, act, dlt, grad,
                 X, Yf, Yi, plan,
                 offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t0, wt_ready):
@@ -193,6 +206,8 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
     d_in = offs[0, 2]
     d_out = offs[L - 1, 3]
     adam = opt_code == km.OPT_ADAM
+    # plain int64 values, not literals: a literal argument would compile one more gemm per call site
+    one, store, accumulate, sgd = np.int64(1), np.int64(MODE_STORE), np.int64(MODE_ACCUMULATE), np.int64(MODE_SGD)
     if not wt_ready:
         _transpose_layers(wt, phi, offs, tlive)
     total = 0.0
@@ -213,7 +228,7 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
                 for b in range(B):
                     for j in range(fo):
                         z2[b, j] = bias[j]
-                gemm(act, zo, fo, B, fo, act, ao, fi, 1, wt, w_off, fo, fi, zero, MODE_ACCUMULATE)
+                gemm(act, zo, fo, B, fo, act, ao, fi, one, wt, w_off, fo, fi, zero, accumulate)
             else:
                 _forward_dot(view2d(act, zo, B, fo), act, ao, phi, w_off, b_off, B, fi, fo)
             if l < L - 1:
@@ -226,17 +241,17 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
             w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
             ao, zo = aoffs[l], aoffs[l + 1]
             if l > 0:  # da = dz·W with W before this step's update, then da ⊙ act'(z)
-                gemm(dlt, ao, fi, B, fi, dlt, zo, fo, 1, phi, w_off, fi, fo, zero, MODE_STORE)
+                gemm(dlt, ao, fi, B, fi, dlt, zo, fo, one, phi, w_off, fi, fo, zero, store)
                 _times_activate_grad(dlt[ao:zo], act[ao:zo], act_code)
             _bias_grad(grad[b_off:b_off + fo], view2d(dlt, zo, B, fo))
             if adam:  # dW = dzᵀ·a into grad; Adam applies all of grad below
-                gemm(grad, w_off, fi, fo, fi, dlt, zo, 1, fo, act, ao, fi, B, zero, MODE_STORE)
+                gemm(grad, w_off, fi, fo, fi, dlt, zo, one, fo, act, ao, fi, B, zero, store)
                 continue
             # SGD: θ ← θ − lr·g, on W (out, in) and on Wᵀ (in, out) with the same sums
             if wlive[l]:
-                gemm(phi, w_off, fi, fo, fi, dlt, zo, 1, fo, act, ao, fi, B, lr, MODE_SGD)
+                gemm(phi, w_off, fi, fo, fi, dlt, zo, one, fo, act, ao, fi, B, lr, sgd)
             if tlive[l]:
-                gemm(wt, w_off, fo, fi, fo, act, ao, 1, fi, dlt, zo, fo, B, lr, MODE_SGD)
+                gemm(wt, w_off, fo, fi, fo, act, ao, one, fi, dlt, zo, fo, B, lr, sgd)
             bias = phi[b_off:b_off + fo]
             db = grad[b_off:b_off + fo]
             for j in range(fo):
@@ -256,11 +271,10 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
     return total
 
 
-@njit(**_JIT)
+@njit(**_INLINE)
 def _run_task(i, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
               X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t0):
-    """Task i of iteration it: start rows from θ (and θᵀ, the carried Adam state), adapt, store loss."""
-    i = np.int64(i)  # a prange index may come in unsigned
+    """Task i (int64) of iteration it: start rows from θ (and θᵀ, the carried Adam state), adapt, store loss."""
     P = phi.shape[1]
     shared = theta.shape[0] == 1
     r = 0 if shared else i
@@ -293,63 +307,103 @@ def _transpose_layers(wt, w, offs, tlive):
             _transpose(view2d(wt, w_off, fi, fo), view2d(w, w_off, fo, fi))
 
 
-@njit(parallel=True, **_JIT)
-def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht,
-              wt, act, dlt, grad,
-              X, Yf, Yi, plans, eps,
-              offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper,
-              t0, has_state, carry, update):
-    """Run ``iters`` outer iterations; return the Adam step count after them.
-
-    In/out: theta (R, P) start point, R = 1 (shared) or n (one per task; only without update),
-    θ after the chunk when ``update``; m0, v0 (Rm, P) Adam state to start from when ``has_state``,
-    the carried (task-mean) state after the chunk when ``carry``.
-    Outputs: phi, m, v (n, P) adapted parameters and moments of the last iteration; task_loss (n,)
-    their mean pre-update losses; iter_loss (iters,) mean over tasks per iteration.
-    Scratch: red, tht (P,); wt, grad (n, P); act, dlt (n, A). With a shared θ (R = 1), tht carries
-    θ with each kept Wᵀ in place of W, updated by the same arithmetic as θ (the tasks' wt rows are
-    exact transposes of their φ rows), so no task transposes its weights at its start.
-    Inputs: X (iters, n, n_points, d_in); Yf (iters, n, n_points, d_out) for mse else a dummy
-    (iters, n, 1, 1); Yi (iters, n, n_points) for ce else a dummy (iters, n, 1); plans
-    (iters, n, steps, B); eps (iters,) float64.
-    Sizes and switches: offs, aoffs, wlive, tlive (see _adapt_task); integer codes from
-    kernel_math; hyper (4,) float64 = (lr, beta1, beta2, eps); t0 Adam steps taken before.
-    """
-    iters, n, steps = plans.shape[0], plans.shape[1], plans.shape[2]
-    P = phi.shape[1]
-    dt = phi.dtype.type
-    t = t0
-    if theta.shape[0] == 1:  # (plain loops: an array expression here would be a parallel region)
+@njit(**_JIT)
+def _start_chunk(theta, tht, offs, tlive):
+    """tht = θ with each kept Wᵀ in place of W (for a shared θ, R = 1)."""
+    if theta.shape[0] == 1:
+        P = tht.shape[0]
         for p in range(P):
             tht[p] = theta[0, p]
         _transpose_layers(tht, theta[0], offs, tlive)
-    for it in range(iters):
-        if n == 1:
-            _run_task(0, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
-                      X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)
-        else:  # the caller sets numba's chunk size to 1 task (see numba_cpu._call)
-            for i in prange(n):
-                _run_task(i, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
+
+
+@njit(**_JIT)
+def _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht, wt, eps, opt_code, t, steps,
+                   has_state, carry):
+    """After every task of iteration it: its mean loss, the outer update, the carried Adam state.
+
+    Reductions over tasks run here, on one thread, in task order. Returns (t, has_state) for the
+    next iteration.
+    """
+    n = task_loss.shape[0]
+    total = 0.0
+    for i in range(n):
+        total += task_loss[i]
+    iter_loss[it] = total / n
+    e = phi.dtype.type(eps[it])  # θ ← θ + ε·(mean_i φ_i − θ), as reptile.reptile_update
+    _reptile_update(theta[0], phi, e, red)
+    _reptile_update(tht, wt, e, red)  # θᵀ alike (junk outside the kept Wᵀ is never read)
+    if opt_code == km.OPT_ADAM:
+        if carry:  # as reptile.carry_state: the task-mean moments, t advanced by the steps
+            _mean_rows(m0[0], m)
+            _mean_rows(v0[0], v)
+            return t + steps, True
+        return 0, False
+    return t, has_state
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry point: one compiled specialisation per (activation, loss, optimizer)
+# ---------------------------------------------------------------------------------------------
+# The codes are constants of the closure: numba types them as literals, so the kernel compiles a
+# specialisation for them and LLVM drops the branches of the others. The loop is written out in
+# the closure rather than called: every compiled function is code generated again inside each
+# caller that links it, so one more level of calls costs about as much compile time as the kernel.
+def _entry(act_code, loss_code, opt_code):
+    @njit(**_JIT)
+    def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht, wt, act, dlt, grad,
+                  X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, hyper,
+                  t0, has_state, carry, update, start, lo, hi, it_lo, it_hi):
+        """Tasks [lo, hi) of outer iterations [it_lo, it_hi), on the calling thread; return (t, has_state).
+
+        With ``start``, first fill tht from θ. With ``update``, after each iteration's tasks: its mean
+        loss, the outer update, the carried Adam state (this needs every task of the iteration done:
+        lo = 0, hi = n, or lo = hi after other calls ran the tasks). The GIL is released, so Python
+        threads can run disjoint task ranges of one iteration at once (numba_cpu._call does).
+
+        In/out: theta (R, P) start point, R = 1 (shared) or n (one per task; only without update),
+        θ after the chunk when ``update``; m0, v0 (Rm, P) Adam state to start from when ``has_state``,
+        the carried (task-mean) state after the chunk when ``carry``.
+        Outputs: phi, m, v (n, P) adapted parameters and moments of the last iteration; task_loss (n,)
+        their mean pre-update losses; iter_loss (iters,) mean over tasks per iteration.
+        Scratch: red, tht (P,); wt, grad (n, P); act, dlt (n, A). With a shared θ (R = 1), tht carries
+        θ with each kept Wᵀ in place of W, updated by the same arithmetic as θ (the tasks' wt rows are
+        exact transposes of their φ rows), so no task transposes its weights at its start.
+        Inputs: X (iters, n, n_points, d_in); Yf (iters, n, n_points, d_out) for mse else a dummy
+        (iters, n, 1, 1); Yi (iters, n, n_points) for ce else a dummy (iters, n, 1); plans
+        (iters, n, steps, B); eps (iters,) float64.
+        Sizes and switches: offs, aoffs, wlive, tlive (see _adapt_task); hyper (4,) float64 =
+        (lr, beta1, beta2, eps); t0 Adam steps taken before.
+        """
+        steps = plans.shape[2]
+        t = t0
+        hs = has_state
+        if start:
+            _start_chunk(theta, tht, offs, tlive)
+        for it in range(it_lo, it_hi):
+            for i in range(lo, hi):
+                _run_task(i, it, theta, tht, m0, v0, hs, phi, m, v, task_loss, wt, act, dlt, grad,
                           X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)
-        # reductions over tasks, serial and in task order
-        total = 0.0
-        for i in range(n):
-            total += task_loss[i]
-        iter_loss[it] = total / n
-        if update:  # θ ← θ + ε·(mean_i φ_i − θ), as reptile.reptile_update
-            e = dt(eps[it])
-            _reptile_update(theta[0], phi, e, red)
-            _reptile_update(tht, wt, e, red)  # θᵀ alike (junk outside the kept Wᵀ is never read)
-        if opt_code == km.OPT_ADAM:
-            if carry:  # as reptile.carry_state: the task-mean moments, t advanced by the steps
-                _mean_rows(m0[0], m)
-                _mean_rows(v0[0], v)
-                t += steps
-                has_state = True
-            else:
-                has_state = False
-                t = 0
-    return t
+            if update:
+                t, hs = _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht, wt, eps,
+                                       opt_code, t, steps, hs, carry)
+        return t, hs
+    return run_chunk
+
+
+_ENTRIES = {}
+
+
+def chunk_kernel(act_code: int, loss_code: int, opt_code: int):
+    """The compiled chunk function for these codes (kernel_math's), made on first use.
+
+    It is compiled (or loaded from the on-disk cache) only when first called, so a run compiles
+    only the specialisation it uses.
+    """
+    key = (int(act_code), int(loss_code), int(opt_code))
+    if key not in _ENTRIES:
+        _ENTRIES[key] = _entry(*key)
+    return _ENTRIES[key]
 
 
 @njit(**_JIT)

@@ -244,9 +244,9 @@ def dot_reference(x, xo, y, yo, n):
 
 
 @njit(**_JIT)
-def _scalar_block(c, c_off, ldc, r0, r1, j0, j1, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
-    """Columns [j0, j1) of rows [r0, r1) one element at a time (same fma chain as the tiles)."""
-    for r in range(r0, r1):
+def _scalar_block(c, c_off, ldc, R, j0, j1, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
+    """Columns [j0, j1) of rows [0, R) one element at a time (same fma chain as the tiles)."""
+    for r in range(R):
         for j in range(j0, j1):
             ci = c_off + r * ldc + j
             acc = c[ci] if mode == MODE_ACCUMULATE else c.dtype.type(0)
@@ -262,25 +262,14 @@ def _scalar_block(c, c_off, ldc, r0, r1, j0, j1, u, u_off, us_r, us_k, v, v_off,
 def gemm(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
     """C (R, n) ⟵ Σ_k U[:, k] V[k, :] by ``mode`` (see the module docstring); flat 1-D buffers.
 
-    Tiles of 6 (then 4, 2, 1) rows × 4 vectors, then single vectors, then scalar columns.
+    Column blocks of 4 vectors in tiles of 6 (then 4, 2, 1) rows, then single vectors in tiles of
+    6 and 1 rows, then scalar columns. (One function, not one per block shape: every compiled
+    function is code generated again in each caller that links it, so fewer is faster to compile.)
     """
     lanes = VECTOR_BYTES // c.itemsize
     j = 0
     while j + 4 * lanes <= n:
-        _rows(c, c_off, ldc, R, j, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode, 4)
-        j += 4 * lanes
-    while j + lanes <= n:
-        _rows(c, c_off, ldc, R, j, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode, 1)
-        j += lanes
-    if j < n:
-        _scalar_block(c, c_off, ldc, 0, R, j, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode)
-
-
-@njit(**_JIT)
-def _rows(c, c_off, ldc, R, j, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode, nv):
-    """All rows of the column block starting at j, nv vectors wide, in tiles of 6/4/2/1 rows."""
-    r = 0
-    if nv == 4:
+        r = 0
         while r + 6 <= R:
             _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 6, 4)
             r += 6
@@ -292,13 +281,18 @@ def _rows(c, c_off, ldc, R, j, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mo
             r += 2
         if r < R:
             _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 1, 4)
-    else:
+        j += 4 * lanes
+    while j + lanes <= n:
+        r = 0
         while r + 6 <= R:
             _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 6, 1)
             r += 6
         while r < R:
             _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 1, 1)
             r += 1
+        j += lanes
+    if j < n:
+        _scalar_block(c, c_off, ldc, R, j, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode)
 
 
 def gemm_reference(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
