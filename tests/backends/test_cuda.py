@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -218,9 +219,11 @@ def test_missing_numba_cuda_raises_one_line_backend_unavailable(monkeypatch):
 
 
 def _cli(prelude: str, env: dict) -> subprocess.CompletedProcess:
-    code = (f"{prelude}; import sys; from minireptile.cli import main; "
-            "sys.exit(main(['sine', '--backend', 'cuda', '--iters', '1', '--quiet', '--no-plot', '--out', 'unused']))")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    with tempfile.TemporaryDirectory() as tmp:        # the run folder, outside the working tree
+        out = os.path.join(tmp, "unused")
+        code = (f"{prelude}; import sys; from minireptile.cli import main; "
+                f"sys.exit(main(['sine', '--backend', 'cuda', '--iters', '1', '--quiet', '--no-plot', '--out', {out!r}]))")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
 
 @pytest.mark.skipif(ON_GPU, reason="checks the message of a machine without a GPU")
