@@ -179,52 +179,64 @@ def _in_threads(kernel, args, n: int, iters: int, threads: int, t: int, hs: bool
 
     Each outer iteration's tasks are cut into blocks that the threads take in turn (the kernel
     releases the GIL); each block writes only its tasks' rows, so the result does not depend on
-    the number of threads or on who ran what. With ``update``, the last thread to finish an
-    iteration runs its reductions and outer update (in task order, one thread) before anyone
-    starts the next. Threads that wait block on a lock: nothing spins, so on a machine shared
-    with other jobs an idle thread costs nothing, and a descheduled one holds up one block.
+    the number of threads or on who ran what. With ``update``, the calling thread waits for the
+    helpers and runs the iteration's reductions and outer update (in task order, one thread)
+    before anyone starts the next. Threads that wait block on a lock: nothing spins, so on a
+    machine shared with other jobs an idle thread costs nothing, and a descheduled one holds up
+    one block, not half the meta-batch.
     """
     block = max(-(-n // (4 * threads)), min(8, -(-n // threads)))  # ≥ 8 tasks a block: one call costs ~µs
     kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0)  # tht from θ, once
-    shared = {"t": t, "hs": hs, "blocks": iter(range(0, n, block))}  # next() on an iterator is atomic
-    if not update:  # independent tasks: one pass over all iterations, no barrier
-        rounds, its = 1, (0, iters)
-    else:
-        rounds, its = iters, None
-
-    def end_of_round():
-        it = shared["round"]
-        if update:
-            shared["t"], shared["hs"] = kernel(*args, shared["t"], shared["hs"], carry, True, False, 0, 0, it, it + 1)
-        shared["round"] = it + 1
-        shared["blocks"] = iter(range(0, n, block))
-
-    shared["round"] = 0
-    barrier = threading.Barrier(threads, action=end_of_round)
+    rounds = iters if update else 1  # without an update the iterations are independent: one round
+    state = {"t": t, "hs": hs, "stop": False}
+    go = [threading.Lock() for _ in range(threads - 1)]   # released by the caller: start a round
+    done = [threading.Lock() for _ in range(threads - 1)]  # released by a helper: its round is done
     errors = []
 
-    def work():
-        try:
-            for r in range(rounds):
-                it_lo, it_hi = its if its is not None else (r, r + 1)
-                for lo in shared["blocks"]:
-                    kernel(*args, shared["t"], shared["hs"], carry, False, False, lo, min(lo + block, n), it_lo, it_hi)
-                barrier.wait()
-        except threading.BrokenBarrierError:
-            pass
-        except BaseException as exc:  # re-raised in the calling thread
-            errors.append(exc)
-            barrier.abort()
+    def blocks(r):
+        it_lo, it_hi = (r, r + 1) if update else (0, iters)
+        for lo in state["blocks"]:  # next() on a shared iterator is atomic under the GIL
+            kernel(*args, state["t"], state["hs"], carry, False, False, lo, min(lo + block, n), it_lo, it_hi)
 
-    helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
+    def helper(k):
+        for r in range(rounds):
+            go[k].acquire()
+            if state["stop"]:
+                break
+            try:
+                blocks(r)
+            except BaseException as exc:  # re-raised in the calling thread
+                errors.append(exc)
+            finally:
+                done[k].release()
+
+    for lock in go + done:
+        lock.acquire()
+    helpers = [threading.Thread(target=helper, args=(k,), daemon=True) for k in range(threads - 1)]
     for h in helpers:
         h.start()
-    work()  # (an exception here, Ctrl-C included, aborts the barrier: the helpers stop too)
-    for h in helpers:
-        h.join()
-    if errors:
-        raise errors[0]
-    return shared["t"]
+    try:
+        for r in range(rounds):
+            state["blocks"] = iter(range(0, n, block))
+            for lock in go:
+                lock.release()
+            try:
+                blocks(r)
+            finally:
+                for lock in done:
+                    lock.acquire()
+            if errors:
+                raise errors[0]
+            if update:
+                state["t"], state["hs"] = kernel(*args, state["t"], state["hs"], carry, True, False, 0, 0, r, r + 1)
+    finally:
+        state["stop"] = True
+        for lock in go:  # a helper still waiting for a round (after an error or Ctrl-C) stops
+            if lock.locked():
+                lock.release()
+        for h in helpers:
+            h.join()
+    return state["t"]
 
 
 def _state_rows(state, P, dtype, adam):

@@ -1,0 +1,148 @@
+"""The numba backend with 1 and 2 threads on a quiet machine and under a competing 2-thread load.
+
+    python benchmarks/bench_contention.py [--quick] [--json PATH] [--repeats N] [--load N]
+
+What it measures
+----------------
+Workload: the gist network (1-64-64-1 tanh, MSE, 5 SGD steps of minibatch 10), float32, the
+numba backend's ``train_chunk`` at meta-batch 16, 32 and 256 (one call = a chunk of outer
+iterations, about 1000 tasks), with numba's thread count set to 1 and to 2.
+
+Two phases, each ``--repeats`` rounds that visit every row in turn (interleaved):
+
+* ``quiet``: nothing else started by this script (the machine's own load is recorded);
+* ``loaded``: ``--load`` (default 2) competing processes that each keep one core busy (a Python
+  busy loop), started before the phase and stopped after it; on a 2-core machine our threads then
+  share the cores with two others, as when a second 2-thread job runs beside this one.
+
+Reported per phase and row: median and min µs per task, and the ratio of the 2-thread median to
+the 1-thread median (< 1: two threads faster). The target: under load, 2 threads never slower
+than 1. A thread pool whose idle workers spin (OpenMP's default policy) fails this badly: the
+spinning workers take the cores the working ones need.
+
+Output: a table on stdout, the checks, and with ``--json`` everything as JSON (machine, load
+averages, rows, checks). ``--quick`` is a smoke run (shorter chunks, 2 repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numba
+import numpy as np
+
+from minireptile import InnerOptimizer, MLPSpec, get_backend, get_preset, init_params, sine_block
+
+GIST = get_preset("gist")
+SPEC = MLPSpec((1, *GIST.hidden, 1), GIST.activation, "mse")
+OPT = InnerOptimizer("sgd", GIST.inner_lr)
+META_BATCHES = (16, 32, 256)
+THREADS = (1, 2)
+BUSY = "while True:\n    pass\n"
+
+
+def start_load(n: int) -> list[subprocess.Popen]:
+    """``n`` processes that each keep one core busy until stopped."""
+    return [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(n)]
+
+
+def stop_load(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.kill()
+    for p in procs:
+        p.wait()
+
+
+def measure(backend, repeats: int, quick: bool) -> dict:
+    """{(meta_batch, threads): [µs per task of each repeat]} over interleaved rounds."""
+    work = {}
+    for mb in META_BATCHES:
+        iters = max(1, (256 if quick else 1024) // mb)
+        X, Y, plans = sine_block(0, 0, iters, mb, GIST, GIST.inner_steps, GIST.inner_batch, np.float32)
+        work[mb] = (X, Y, plans, np.full(iters, 0.1), iters)
+    theta = init_params(SPEC, np.random.default_rng(0), np.float32)
+    times = {(mb, t): [] for mb in META_BATCHES for t in THREADS}
+    for _ in range(repeats):
+        for (mb, threads), out in times.items():
+            X, Y, plans, eps, iters = work[mb]
+            numba.set_num_threads(threads)
+            t = time.perf_counter()
+            backend.train_chunk(SPEC, theta, X, Y, plans, eps, OPT)
+            out.append((time.perf_counter() - t) / (iters * mb) * 1e6)
+    return times
+
+
+def summarize(times: dict) -> list[dict]:
+    rows = []
+    for mb in META_BATCHES:
+        one, two = statistics.median(times[(mb, 1)]), statistics.median(times[(mb, 2)])
+        rows.append({"meta_batch": mb, "us_per_task_1_thread": one, "us_per_task_2_threads": two,
+                     "min_1_thread": min(times[(mb, 1)]), "min_2_threads": min(times[(mb, 2)]),
+                     "ratio_2_over_1": two / one})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: shorter chunks, 2 repeats")
+    p.add_argument("--repeats", type=int, help="interleaved rounds per phase (default 7; --quick 2)")
+    p.add_argument("--load", type=int, default=2, help="competing busy processes in the loaded phase (default 2)")
+    p.add_argument("--json", help="write the results here as JSON")
+    args = p.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 7)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        print("bench_contention: numba has one thread (NUMBA_NUM_THREADS=1); nothing to compare")
+        return 0
+
+    backend = get_backend("numba")
+    backend.warmup(SPEC, np.float32, OPT)
+    old_threads = numba.get_num_threads()
+    phases = {}
+    loads = {}
+    for phase in ("quiet", "loaded"):
+        procs = start_load(args.load) if phase == "loaded" else []
+        try:
+            time.sleep(0.5 if procs else 0)
+            before = os.getloadavg()
+            measure(backend, 1, True)  # burn-in (first calls, thread start-up)
+            times = measure(backend, repeats, args.quick)
+            loads[phase] = {"before": before, "after": os.getloadavg()}
+        finally:
+            stop_load(procs)
+        phases[phase] = summarize(times)
+    numba.set_num_threads(old_threads)
+
+    checks = [{"target": f"loaded, meta-batch {r['meta_batch']}: 2 threads no slower than 1",
+               "value": f"{r['ratio_2_over_1']:.2f}x the 1-thread time", "met": r["ratio_2_over_1"] <= 1.0}
+              for r in phases["loaded"]]
+    print(f"gist protocol, float32, numba backend; {repeats} interleaved repeats per phase; "
+          f"loaded = {args.load} busy processes; cpu_count {os.cpu_count()}")
+    print("| phase | meta-batch | µs/task 1 thread (min) | µs/task 2 threads (min) | 2 threads / 1 thread |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for phase, rows in phases.items():
+        for r in rows:
+            print(f"| {phase} | {r['meta_batch']} | {r['us_per_task_1_thread']:.2f} ({r['min_1_thread']:.2f}) | "
+                  f"{r['us_per_task_2_threads']:.2f} ({r['min_2_threads']:.2f}) | {r['ratio_2_over_1']:.2f} |")
+    for phase, la in loads.items():
+        print(f"load average {phase}: before {la['before'][0]:.2f}, after {la['after'][0]:.2f}")
+    for c in checks:
+        print(f"[{'met' if c['met'] else 'MISSED'}] {c['target']}: {c['value']}")
+    if args.json:
+        result = {"machine": {"python": platform.python_version(), "numba": numba.__version__,
+                              "cpu_count": os.cpu_count(), "processor": platform.processor()},
+                  "load": args.load, "repeats": repeats, "loadavg": loads, "phases": phases, "checks": checks}
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"json: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
