@@ -443,8 +443,8 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path) -> int:
     print(f"checkpoint: {ckpt_path}")
     if not args.no_plot:
         omniglot_figure(ckpt_path.parent / "omniglot.png", steps=meta.steps, meta=meta, random=random, nn=nn,
-                        title=f"Omniglot {ways}-way {cfg['shots']}-shot: query accuracy after k inner steps "
-                        f"({test_episodes.n} meta-test episodes, 95% CI)")
+                        title=f"Omniglot {ways}-way {cfg['shots']}-shot: query accuracy after k inner steps\n"
+                        f"(mean and 95% CI over {test_episodes.n} meta-test episodes)")
 
     if args.json is not None:
         flops = rcfg.meta_batch * rcfg.inner_steps * rcfg.inner_batch * spec.flops_per_example()
