@@ -47,6 +47,7 @@ import hashlib
 import os
 import threading
 import time
+import warnings
 
 import numba
 import numpy as np
@@ -103,6 +104,44 @@ def _refresh_cache(kernels) -> None:
     with contextlib.suppress(OSError):
         with open(stamp, "w") as f:
             f.write(digest.hexdigest())
+
+
+def _damaged_cache(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while numba read its on-disk cache (a truncated or corrupt file)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.replace(os.sep, "/").endswith("numba/core/caching.py"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _drop_cache(cache_dir: str, exc: BaseException) -> None:
+    """Remove every cached kernel file of this backend and warn; the next call compiles afresh."""
+    for pattern in ("numba_kernels.*.nb[ic]", "numba_simd.*.nb[ic]"):
+        for path in glob.glob(os.path.join(glob.escape(cache_dir), pattern)):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    warnings.warn(f"numba's on-disk cache of minireptile's kernels in {cache_dir!r} was damaged "
+                  f"({type(exc).__name__}: {exc}); it was removed and the kernels are compiled again",
+                  RuntimeWarning, stacklevel=4)
+
+
+def _cache_dir() -> str:
+    """The folder of the kernels' on-disk cache."""
+    return _kernels().tanh_array._cache.cache_path
+
+
+def _with_cache_recovery(run):
+    """``run()``; if it fails while numba reads a damaged on-disk cache, drop the cache (with a warning) and retry
+    once (the failure is at dispatch, before the kernel touched its arguments)."""
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 (numba's cache loader raises pickle, EOF, zlib... errors)
+        if not _damaged_cache(exc):
+            raise
+        _drop_cache(_cache_dir(), exc)
+    return run()
 
 
 def _kernels():
@@ -165,12 +204,15 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     kernel = _kernels().chunk_kernel(act_code, loss_code, opt_code)
     args = (theta2, m0, v0, phi, m, v, task_loss, iter_loss, *scratch, X, Yf, Yi, plans, eps, offs, aoffs, wlive,
             tlive, hyper)
-    t, hs, carry, update = int(t0), bool(has_state), bool(carry), bool(update)
+    hs, carry, update = bool(has_state), bool(carry), bool(update)
     threads = min(numba.get_num_threads(), n)
-    if threads <= 1:
-        t, _ = kernel(*args, t, hs, carry, update, True, 0, n, 0, iters)
-    else:
-        t = _in_threads(kernel, args, n, iters, threads, t, hs, carry, update)
+
+    def run():
+        if threads <= 1:
+            return kernel(*args, int(t0), hs, carry, update, True, 0, n, 0, iters)[0]
+        return _in_threads(kernel, args, n, iters, threads, int(t0), hs, carry, update)
+
+    t = _with_cache_recovery(run)
     return phi, m, v, task_loss, iter_loss, t
 
 

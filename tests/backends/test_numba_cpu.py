@@ -8,6 +8,7 @@ calls from two Python threads are covered by tests/commands/test_concurrency.py.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -326,3 +327,66 @@ def test_importing_minireptile_selects_no_threading_layer_until_the_backend_is_u
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["default", numba_backend.THREADING_LAYER]
+
+
+def test_item14_a_damaged_on_disk_cache_is_dropped_with_a_warning_and_recompiled(tmp_path, monkeypatch):
+    """A truncated cache file made every later run fail with UnpicklingError; now the kernels' cache files are
+    removed, a warning says so, and the call is retried (numba then compiles). The failure is raised from a frame
+    of numba's cache loader, as a truncated .nbc file makes it."""
+    from minireptile.backends import numba_cpu
+
+    for name in ("numba_kernels.run_chunk-1.py311.nbi", "numba_kernels.run_chunk-1.py311.1.nbc",
+                 "numba_simd._rows-2.py311.nbi", "other.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    calls = []
+
+    def run():
+        calls.append(1)
+        if len(calls) == 1:
+            exec(compile("import pickle\nraise pickle.UnpicklingError('pickle data was truncated')",
+                         os.path.join("site-packages", "numba", "core", "caching.py"), "exec"))
+        return "compiled"
+
+    monkeypatch.setattr(numba_cpu, "_cache_dir", lambda: str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="cache of minireptile's kernels .* was damaged .*UnpicklingError"):
+        assert numba_cpu._with_cache_recovery(run) == "compiled"
+    assert len(calls) == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["other.txt"]
+    # any other error is the caller's: raised as it is, nothing removed
+    (tmp_path / "numba_kernels.x.nbi").write_bytes(b"x")
+    with pytest.raises(ZeroDivisionError):
+        numba_cpu._with_cache_recovery(lambda: 1 / 0)
+    assert (tmp_path / "numba_kernels.x.nbi").exists()
+
+
+FORK_SCRIPT = """
+import multiprocessing as mp
+import numpy as np
+from minireptile import (InnerOptimizer, MLPSpec, ReptileConfig, get_backend, get_preset, init_params, meta_train,
+                         sine_block, stream_rng)
+
+spec, preset = MLPSpec((1, 8, 1)), get_preset("gist")
+cfg = ReptileConfig(iters=8, meta_batch=4, eps0=0.5, inner=InnerOptimizer("sgd", 0.02), inner_steps=2, inner_batch=5)
+
+
+def train(seed):
+    theta = init_params(spec, stream_rng(seed, 0), np.float64)
+    sample = lambda b: sine_block(seed, b, 8, 4, preset, 2, 5, np.float64)
+    return meta_train(spec, theta, sample, 8, cfg, get_backend("numba"))[0].tolist()
+
+
+if __name__ == "__main__":
+    expected = [train(seed) for seed in (1, 2)]          # the parent trains on the numba backend first
+    with mp.get_context("fork").Pool(2) as pool:
+        assert pool.map(train, [1, 2]) == expected        # forked workers train too, bitwise alike
+    print("ok")
+"""
+
+
+def test_item16_a_fork_after_numba_training_works(tmp_path):
+    """Forked workers used to hang (GNU OpenMP is not fork-safe); the backend's threads are plain Python threads
+    started per call, so a fork between calls is safe. The timeout is a hang guard, not a timing check."""
+    script = tmp_path / "fork.py"
+    script.write_text(FORK_SCRIPT)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "NUMBA_NUM_THREADS": "2"})
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
