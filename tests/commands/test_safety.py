@@ -1,7 +1,7 @@
 """Data safety of the commands: run-owned folders, distinct outputs, strict checkpoints, signals, files.
 
-Each test is named after the defect it pins (test_itemNN_...), numbered as in docs/errors.md's
-list of guarantees. Tiny runs on the NumPy backend: the backend does not matter here.
+Each test is named after the defect it pins (test_itemNN_..., numbered as in the list of defects the
+data-safety work fixed). Tiny runs on the NumPy backend: the backend does not matter here.
 """
 
 import os
