@@ -135,3 +135,13 @@ def test_mismatched_model_and_tasks_are_named():
         Reptile((1, 4, 1), backend="numpy").fit((np.zeros((3, 4, 2)), np.zeros((3, 4, 1))), 2)
     with pytest.raises(ValueError, match="inner_steps"):
         Reptile((1, 4, 1), inner_steps=0)
+
+
+def test_torchmeta_families_train_and_evaluate():
+    from minireptile import FamilyTasks
+
+    model = Reptile((1, 8, 1), backend="numpy", seed=0)
+    history = model.fit("sinusoid", iters=5)
+    assert np.isfinite(history).all()
+    ev = model.evaluate(FamilyTasks("harmonic", noise_std=0.1, shots=5, n_eval=7), steps=(0, 2), n_tasks=3)
+    assert ev.losses.shape == (3, 2) and np.isfinite(ev.mean).all()
