@@ -126,14 +126,14 @@ def apply_threads(args) -> None:
 
 
 def numba_cache_dir() -> tuple[Path, bool]:
-    """Where numba caches minireptile's compiled kernels, and whether a compiled kernel is there already.
+    """Where numba caches minireptile's compiled kernels, and whether compiled kernels are there already.
 
     Found without importing numba (so it can be printed at once): ``NUMBA_CACHE_DIR`` if set, else the
     ``__pycache__`` folder beside the kernels (numba's default when it is writable).
     """
     import hashlib
 
-    pattern = "numba_kernels.run_chunk-*.nbi"
+    pattern = "numba_kernels.*.nbi"
     source_dir = Path(__file__).resolve().parents[1] / "backends"
     if os.environ.get("NUMBA_CACHE_DIR"):  # numba's layout: <dir>/<parent folder>_<sha1 of the source folder>
         sub = f"{source_dir.name}_{hashlib.sha1(str(source_dir).encode()).hexdigest()}"
@@ -161,10 +161,11 @@ def prepare_backend(prog: str, name: str, spec, dtype, opt, quiet: bool):
         where, cached = numba_cache_dir()
         dt = np.dtype(dtype).name
         if cached:
-            say(f"{prog}: loading the compiled numba kernels ({dt}) from the cache in {where}")
+            say(f"{prog}: loading the numba kernels for {dt} from the cache in {where} (a network or optimizer "
+                "not seen before is compiled once, then cached) ...")
         else:
             say(f"{prog}: compiling the numba kernels for {dt} (once: later runs load them from the cache in "
-                f"{where}; about a minute on 2 cores, longer on a busy machine) ...")
+                f"{where}) ...")
     elif name == "cuda":
         say(f"{prog}: compiling the CUDA kernels (once per process) ...")
     backend = backend or get_backend(name)
