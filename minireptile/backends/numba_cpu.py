@@ -281,12 +281,18 @@ def _in_threads(kernel, args, n: int, iters: int, threads: int, t: int, hs: bool
     return state["t"]
 
 
-def _state_rows(state, P, dtype, adam):
-    """Adam state as 2-D rows for the kernel: (m0, v0, t0, has_state)."""
+def _state_rows(state, P, dtype, adam, copy=True):
+    """Adam state as 2-D rows for the kernel: (m0, v0, t0, has_state).
+
+    ``copy=False`` where the kernel only reads them (no carried state is written back): the
+    caller's arrays are then passed as they are when they already have the layout and dtype.
+    """
     if not adam or state is None:
         return np.zeros((1, P if adam else 0), dtype), np.zeros((1, P if adam else 0), dtype), 0, False
-    m0 = _farray(state.m, dtype).reshape(-1, P).copy()
-    v0 = _farray(state.v, dtype).reshape(-1, P).copy()
+    m0 = _farray(state.m, dtype).reshape(-1, P)
+    v0 = _farray(state.v, dtype).reshape(-1, P)
+    if copy:
+        m0, v0 = m0.copy(), v0.copy()
     return m0, v0, int(state.t), True
 
 
@@ -326,7 +332,7 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
                            if opt.name == "adam" else None)
     Yf, Yi = _targets(spec, np.asarray(Y)[None], (1, n), dtype)
     adam = opt.name == "adam"
-    m0, v0, t0, has_state = _state_rows(state, P, dtype, adam)
+    m0, v0, t0, has_state = _state_rows(state, P, dtype, adam, copy=False)  # read only: no carry
     phi, m, v, task_loss, _, _ = _call(spec, theta2, X[None], Yf, Yi, plans, np.zeros(1), opt,
                                        m0, v0, t0, has_state, False, False)
     new_state = AdamState(m, v, t0 + plans.shape[2]) if adam else None

@@ -184,8 +184,11 @@ def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOpt
     done = 0
     for j, target in enumerate(steps):
         if target > done:
+            # φ and the data were checked (θ and the episodes above, φ after every call below), so
+            # the backend need not scan (n, P) arrays for NaN again at each scoring point
             with np.errstate(over="ignore", invalid="ignore"):
-                res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, done:target]), opt, state)
+                res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, done:target]), opt, state,
+                                         check_finite=False)
             phi, state, done = res.phi, res.state, target
         with np.errstate(over="ignore", invalid="ignore"):
             loss[:, j], accuracy[:, j] = _query_scores(spec, phi, Xq, Yq)
