@@ -28,6 +28,11 @@ class ReptileConfig:
     inner : InnerOptimizer
     inner_steps, inner_batch : int
         k inner steps of minibatches of this size.
+    task_block : int or None
+        Tasks per reduction block: the compiled backends and the distributed meta-batch sum φ over
+        the tasks of each block in task order, then the block sums in block order, so a run gives
+        bitwise the same θ in one process and on any number of workers. None (default): one block.
+        The reference's ``mean`` is the definition the blocked sums equal to rounding.
     """
 
     iters: int = 30000
@@ -37,6 +42,7 @@ class ReptileConfig:
     inner: InnerOptimizer = field(default_factory=InnerOptimizer)
     inner_steps: int = 5
     inner_batch: int = 10
+    task_block: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.inner, InnerOptimizer):
@@ -46,13 +52,18 @@ class ReptileConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        tb = self.task_block
+        if tb is not None and (isinstance(tb, bool) or not isinstance(tb, (int, np.integer)) or tb < 1):
+            raise ValueError(f"task_block: expected an integer >= 1 or None, got {tb!r}")
         if not (np.isfinite(self.eps0) and self.eps0 > 0):
             raise ValueError(f"eps0: expected a finite number > 0, got {self.eps0!r}")
         if not (np.isfinite(self.eps_final) and self.eps_final >= 0):
             raise ValueError(f"eps_final: expected a finite number >= 0, got {self.eps_final!r}")
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("iters", "meta_batch", "eps0", "eps_final", "inner_steps", "inner_batch")}
+        """JSON-serialisable fields (``ReptileConfig(**d, inner=InnerOptimizer(**d["inner"]))`` rebuilds it)."""
+        d = {k: getattr(self, k) for k in ("iters", "meta_batch", "eps0", "eps_final", "inner_steps", "inner_batch",
+                                        "task_block")}
         d["inner"] = self.inner.to_dict()
         return d
 

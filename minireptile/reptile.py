@@ -12,8 +12,9 @@ With one task per step this is the paper's serial algorithm; with n tasks, the b
 openai/supervised-reptile's ``interpolate_vars(old, new, ε)`` is this same line.
 
 The driver :func:`meta_train` pulls blocks of pre-sampled tasks (host side), hands a chunk of
-outer iterations to the backend's ``train_chunk`` (one compiled call on fast backends) and reports
-to a callback between chunks. It draws no random numbers itself.
+outer iterations to the backend's ``train_chunk`` (one compiled call on fast backends; one round of
+Dask tasks per iteration on the distributed meta-batch, whose workers sample the tasks themselves)
+and reports to a callback between chunks. It draws no random numbers itself.
 
 It is also the divergence guard: a chunk whose per-iteration losses or final θ are not finite is
 replayed from its start θ up to the bad iteration (deterministically: a chunk's result does not
@@ -165,7 +166,10 @@ def meta_train(
         Outer iterations per block.
     config : ReptileConfig
     backend : Backend
-        From :func:`minireptile.backends.get_backend`.
+        From :func:`minireptile.backends.get_backend`, or a distributed backend
+        (:func:`minireptile.backends.distributed.distributed_backend`): a backend with a
+        ``bind_tasks(sample_block, block_iters)`` method samples the tasks where it runs them, and
+        gets block and row numbers in place of X, Y and plans.
     start, stop : int
         Iteration range [start, stop), 0 <= start <= stop <= config.iters. The ε schedule always
         runs over ``config.iters``, so stopping at k and restarting with ``start=k`` reproduces the
@@ -202,24 +206,32 @@ def meta_train(
         check_finite)
     if chunk_seconds is not None and not (isinstance(chunk_seconds, (int, float)) and chunk_seconds > 0):
         raise ValueError(f"chunk_seconds: expected a number > 0, got {chunk_seconds!r}")
+    blocks = {} if config.task_block is None else {"task_block": config.task_block}
+    # a backend that samples tasks where it runs them (the distributed meta-batch) gets the sampler once
+    # and then only block and row numbers: remote_rows(b, j0, j1) stands in for X, Y, plans[j0:j1]
+    bind_tasks = getattr(backend, "bind_tasks", None)
+    remote_rows = bind_tasks(sample_block, block_iters) if bind_tasks is not None else None
     it = start
     timed = 1                                 # with chunk_seconds: iterations of the next chunk
     block = None, None                        # (b, (X, Y, plans)): a block is sampled once
     while it < stop:
         b, j0 = divmod(it, block_iters)
-        if block[0] != b:
-            block = b, check.block_arg(b, block_iters, sample_block(b))
-        X, Y, plans = block[1]
         end = min(stop, (b + 1) * block_iters)
         if chunk_iters is not None:
             end = min(end, (it // chunk_iters + 1) * chunk_iters)
         if chunk_seconds is not None:
             end = min(end, it + timed)
         j1 = j0 + end - it
+        if remote_rows is not None:
+            rows = remote_rows(b, j0, j1)
+        else:
+            if block[0] != b:
+                block = b, check.block_arg(b, block_iters, sample_block(b))
+            rows = tuple(a[j0:j1] for a in block[1])
         eps = epsilon_schedule(np.arange(it, end), config.iters, config.eps0, config.eps_final)
-        chunk = spec, theta, X[j0:j1], Y[j0:j1], plans[j0:j1], eps, config.inner, state
+        chunk = spec, theta, *rows, eps, config.inner, state
         t0 = time.perf_counter()
-        new_theta, losses, new_state = backend.train_chunk(*chunk)
+        new_theta, losses, new_state = backend.train_chunk(*chunk, **blocks)
         if chunk_seconds is not None:         # grow (at most x2) or shrink towards chunk_seconds per call
             rate = (end - it) / max(time.perf_counter() - t0, 1e-9)
             timed = max(1, min(2 * timed, int(rate * chunk_seconds)))
@@ -244,7 +256,8 @@ def _divergence(backend, chunk, losses, it: int, config: ReptileConfig) -> Diver
     bad = np.flatnonzero(~np.isfinite(losses))
     j = int(bad[0]) if bad.size else len(eps) - 1
     while j > 0:
-        theta_j, _, state_j = backend.train_chunk(spec, theta, X[:j], Y[:j], plans[:j], eps[:j], opt, state)
+        blocks = {} if config.task_block is None else {"task_block": config.task_block}
+        theta_j, _, state_j = backend.train_chunk(spec, theta, X[:j], Y[:j], plans[:j], eps[:j], opt, state, **blocks)
         if _finite(theta_j, state_j):
             theta, state = theta_j, state_j
             break

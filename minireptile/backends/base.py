@@ -10,6 +10,7 @@ clean, contiguous arrays and in-range index plans. The NumPy backend is the refe
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Callable, NamedTuple
 
 from .. import reference
@@ -24,7 +25,8 @@ class Backend(NamedTuple):
     warmup: Callable
 
 
-def _numpy_train_chunk(spec, theta, X, Y, plans, eps, opt, state=None):
+def _numpy_train_chunk(spec, theta, X, Y, plans, eps, opt, state=None, task_block=None):
+    # the reference's one-line mean is the definition: task_block (blocked sums) does not apply here
     return train_chunk_generic(reference.inner_loop, spec, theta, X, Y, plans, eps, opt, state)
 
 
@@ -33,8 +35,14 @@ def _numpy_warmup(spec, dtype, opt) -> float:
 
 
 def validated(backend: Backend, check_sizes: Callable | None = None) -> Backend:
-    """``backend`` with its three functions behind the argument checks of :mod:`minireptile.validation`."""
+    """``backend`` with its three functions behind the argument checks of :mod:`minireptile.validation`.
+
+    ``train_chunk`` takes a keyword ``task_block`` (int >= 1 or None; see
+    :class:`~minireptile.config.ReptileConfig`), passed on to backends that reduce over tasks in blocks
+    and dropped for those with a fixed reduction order of their own (CUDA), which agree to rounding.
+    """
     inner_loop, train_chunk, warmup = backend.inner_loop, backend.train_chunk, backend.warmup
+    blocked = _takes(train_chunk, "task_block")
 
     @functools.wraps(inner_loop)
     def checked_inner_loop(spec, theta, X, Y, plan, opt, state=None, *, check_finite=True, **kwargs):
@@ -44,9 +52,14 @@ def validated(backend: Backend, check_sizes: Callable | None = None) -> Backend:
         return inner_loop(spec, theta, X, Y, plan, opt, state, **kwargs)
 
     @functools.wraps(train_chunk)
-    def checked_train_chunk(spec, theta, X, Y, plans, eps, opt, state=None, *, check_finite=True, **kwargs):
+    def checked_train_chunk(spec, theta, X, Y, plans, eps, opt, state=None, *, check_finite=True, task_block=None,
+                            **kwargs):
         theta, X, Y, plans, eps, state = check.train_chunk_args(spec, theta, X, Y, plans, eps, opt, state,
                                                                 check_finite)
+        if task_block is not None:
+            task_block = check.count("task_block", task_block)
+            if blocked:
+                kwargs["task_block"] = task_block
         if check_sizes is not None:
             check_sizes(spec, plans.shape[1], X.shape[2], plans.shape[2], plans.shape[3], theta.dtype)
         return train_chunk(spec, theta, X, Y, plans, eps, opt, state, **kwargs)
@@ -56,6 +69,14 @@ def validated(backend: Backend, check_sizes: Callable | None = None) -> Backend:
         return warmup(*check.warmup_args(spec, dtype, opt), **kwargs)
 
     return Backend(backend.name, checked_inner_loop, checked_train_chunk, checked_warmup)
+
+
+def _takes(function, keyword: str) -> bool:
+    """Whether ``function`` has a parameter called ``keyword``."""
+    try:
+        return keyword in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def numpy_backend() -> Backend:

@@ -101,9 +101,11 @@ def _refresh_cache(kernels) -> None:
     for index in glob.glob(os.path.join(glob.escape(cache_dir), "numba_kernels.*.nbi")):
         with contextlib.suppress(OSError):
             os.remove(index)
-    with contextlib.suppress(OSError):
-        with open(stamp, "w") as f:
+    with contextlib.suppress(OSError):  # atomically: a process starting meanwhile reads the old or the new stamp
+        tmp = f"{stamp}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
             f.write(digest.hexdigest())
+        os.replace(tmp, stamp)
 
 
 def _damaged_cache(exc: BaseException) -> bool:
@@ -187,8 +189,11 @@ def _codes(spec: MLPSpec, opt: InnerOptimizer):
     return km.ACT_CODES[spec.activation], km.LOSS_CODES[spec.loss], km.OPT_CODES[opt.name], hyper
 
 
-def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry, update):
-    """Allocate outputs and scratch (once, outside the step loop) and run the kernel."""
+def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry, update, task_block=None):
+    """Allocate outputs and scratch (once, outside the step loop) and run the kernel.
+
+    ``task_block``: tasks per reduction block (None: all tasks in one block).
+    """
     dtype = theta2.dtype
     iters, n, _, batch = plans.shape
     P = spec.n_params
@@ -197,13 +202,13 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     Pm = P if opt.name == "adam" else 0
     phi, m, v = np.empty((n, P), dtype), np.empty((n, Pm), dtype), np.empty((n, Pm), dtype)
     task_loss, iter_loss = np.zeros(n, np.float64), np.zeros(iters, np.float64)
-    scratch = (np.empty(P, dtype), np.empty(P, dtype),                       # red, tht
+    scratch = (np.empty(P, dtype), np.empty(P, dtype), np.empty(P, dtype),   # red, blk, tht
                np.empty((n, P), dtype), np.empty((n, A), dtype), np.empty((n, A), dtype),  # wt, act, dlt
                np.empty((n, P), dtype))                                       # grad
     act_code, loss_code, opt_code, hyper = _codes(spec, opt)
     kernel = _kernels().chunk_kernel(act_code, loss_code, opt_code)
     args = (theta2, m0, v0, phi, m, v, task_loss, iter_loss, *scratch, X, Yf, Yi, plans, eps, offs, aoffs, wlive,
-            tlive, hyper)
+            tlive, hyper, max(n, 1) if task_block is None else int(task_block))
     hs, carry, update = bool(has_state), bool(carry), bool(update)
     threads = min(numba.get_num_threads(), n)
 
@@ -339,7 +344,8 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
     return InnerResult(phi, task_loss, new_state)
 
 
-def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, state: AdamState | None = None):
+def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, state: AdamState | None = None,
+                task_block: int | None = None):
     """Run ``len(eps)`` outer iterations in one compiled call (see
     :func:`minireptile.reptile.train_chunk_generic`, which this equals to rounding).
 
@@ -355,6 +361,10 @@ def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, sta
     opt : InnerOptimizer
     state : AdamState or None
         Adam state for the first iteration (the carried state under policy 'carry').
+    task_block : int or None
+        Reduce over tasks in blocks of this many tasks: each block's φ (and moments, losses) summed
+        in task order, then the block sums in block order, as the distributed meta-batch does
+        (:mod:`minireptile.backends.distributed`), so both give bitwise the same θ. None: one block.
 
     Returns
     -------
@@ -383,7 +393,8 @@ def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, sta
         m0, v0 = m0.mean(axis=0, keepdims=True), v0.mean(axis=0, keepdims=True)
     if carry and not has_state:
         m0, v0 = np.zeros((1, P), dtype), np.zeros((1, P), dtype)
-    _, _, _, _, losses, t = _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry, True)
+    _, _, _, _, losses, t = _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry, True,
+                                  task_block)
     new_state = AdamState(m0[0], v0[0], int(t)) if carry else None
     return theta2[0], losses, new_state
 

@@ -318,25 +318,30 @@ def _start_chunk(theta, tht, offs, tlive):
 
 
 @njit(**_JIT)
-def _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht, wt, eps, opt_code, t, steps,
-                   has_state, carry):
+def _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, tht, wt, eps, opt_code, t, steps,
+                   has_state, carry, tblock):
     """After every task of iteration it: its mean loss, the outer update, the carried Adam state.
 
-    Reductions over tasks run here, on one thread, in task order. Returns (t, has_state) for the
-    next iteration.
+    Reductions over tasks run here, on one thread: the tasks in task order within blocks of
+    ``tblock`` tasks, then the block sums in block order (``tblock >= n``: one block, the plain sum
+    in task order), as the distributed meta-batch (:mod:`minireptile.backends.distributed`) adds
+    them. Returns (t, has_state) for the next iteration.
     """
     n = task_loss.shape[0]
     total = 0.0
-    for i in range(n):
-        total += task_loss[i]
+    for a in range(0, n, tblock):
+        part = 0.0
+        for i in range(a, min(a + tblock, n)):
+            part += task_loss[i]
+        total += part
     iter_loss[it] = total / n
     e = phi.dtype.type(eps[it])  # θ ← θ + ε·(mean_i φ_i − θ), as reptile.reptile_update
-    _reptile_update(theta[0], phi, e, red)
-    _reptile_update(tht, wt, e, red)  # θᵀ alike (junk outside the kept Wᵀ is never read)
+    _reptile_update(theta[0], phi, e, red, blk, tblock)
+    _reptile_update(tht, wt, e, red, blk, tblock)  # θᵀ alike (junk outside the kept Wᵀ is never read)
     if opt_code == km.OPT_ADAM:
         if carry:  # as reptile.carry_state: the task-mean moments, t advanced by the steps
-            _mean_rows(m0[0], m)
-            _mean_rows(v0[0], v)
+            _mean_rows(m0[0], m, blk, tblock)
+            _mean_rows(v0[0], v, blk, tblock)
             return t + steps, True
         return 0, False
     return t, has_state
@@ -351,8 +356,8 @@ def _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht,
 # caller that links it, so one more level of calls costs about as much compile time as the kernel.
 def _entry(act_code, loss_code, opt_code):
     @njit(**_JIT)
-    def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht, wt, act, dlt, grad,
-                  X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, hyper,
+    def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, tht, wt, act, dlt, grad,
+                  X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, hyper, tblock,
                   t0, has_state, carry, update, start, lo, hi, it_lo, it_hi):
         """Tasks [lo, hi) of outer iterations [it_lo, it_hi), on the calling thread; return (t, has_state).
 
@@ -366,14 +371,15 @@ def _entry(act_code, loss_code, opt_code):
         the carried (task-mean) state after the chunk when ``carry``.
         Outputs: phi, m, v (n, P) adapted parameters and moments of the last iteration; task_loss (n,)
         their mean pre-update losses; iter_loss (iters,) mean over tasks per iteration.
-        Scratch: red, tht (P,); wt, grad (n, P); act, dlt (n, A). With a shared θ (R = 1), tht carries
+        Scratch: red, blk, tht (P,); wt, grad (n, P); act, dlt (n, A). With a shared θ (R = 1), tht carries
         θ with each kept Wᵀ in place of W, updated by the same arithmetic as θ (the tasks' wt rows are
         exact transposes of their φ rows), so no task transposes its weights at its start.
         Inputs: X (iters, n, n_points, d_in); Yf (iters, n, n_points, d_out) for mse else a dummy
         (iters, n, 1, 1); Yi (iters, n, n_points) for ce else a dummy (iters, n, 1); plans
         (iters, n, steps, B); eps (iters,) float64.
         Sizes and switches: offs, aoffs, wlive, tlive (see _adapt_task); hyper (4,) float64 =
-        (lr, beta1, beta2, eps); t0 Adam steps taken before.
+        (lr, beta1, beta2, eps); tblock: tasks per reduction block (see _end_iteration); t0 Adam steps
+        taken before.
         """
         steps = plans.shape[2]
         t = t0
@@ -385,8 +391,8 @@ def _entry(act_code, loss_code, opt_code):
                 _run_task(i, it, theta, tht, m0, v0, hs, phi, m, v, task_loss, wt, act, dlt, grad,
                           X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)
             if update:
-                t, hs = _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, tht, wt, eps,
-                                       opt_code, t, steps, hs, carry)
+                t, hs = _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, tht, wt, eps,
+                                       opt_code, t, steps, hs, carry, tblock)
         return t, hs
     return run_chunk
 
@@ -407,10 +413,33 @@ def chunk_kernel(act_code: int, loss_code: int, opt_code: int):
 
 
 @njit(**_JIT)
-def _reptile_update(theta, rows, e, red):
-    """theta ← theta + e·(mean_i rows[i] − theta), the mean as NumPy's: rows summed in order, / n.
+def _block_sum(out, rows, blk, tblock):
+    """out = Σ_k s_k, s_k = rows[k·tblock] + rows[k·tblock + 1] + … (in order), the s_k added in order.
 
-    theta (P,), rows (n, P), e in theta's dtype, red (P,) scratch (unused for n = 1).
+    out, blk (P,) (blk is scratch); rows (n, P), n >= 1. With tblock >= n: rows summed in order, as
+    NumPy's ``rows.sum(axis=0)``.
+    """
+    n, P = rows.shape
+    for p in range(P):
+        out[p] = rows[0, p]
+    for i in range(1, min(tblock, n)):
+        for p in range(P):
+            out[p] += rows[i, p]
+    for a in range(tblock, n, tblock):
+        for p in range(P):
+            blk[p] = rows[a, p]
+        for i in range(a + 1, min(a + tblock, n)):
+            for p in range(P):
+                blk[p] += rows[i, p]
+        for p in range(P):
+            out[p] += blk[p]
+
+
+@njit(**_JIT)
+def _reptile_update(theta, rows, e, red, blk, tblock):
+    """theta ← theta + e·(mean_i rows[i] − theta), the mean as the blocked sum (:func:`_block_sum`) / n.
+
+    theta (P,), rows (n, P), e in theta's dtype, red, blk (P,) scratch (unused for n = 1).
     """
     n, P = rows.shape
     nf = rows.dtype.type(n)
@@ -418,24 +447,16 @@ def _reptile_update(theta, rows, e, red):
         for p in range(P):
             theta[p] = theta[p] + e * (rows[0, p] / nf - theta[p])
         return
-    for p in range(P):
-        red[p] = rows[0, p]
-    for i in range(1, n):
-        for p in range(P):
-            red[p] += rows[i, p]
+    _block_sum(red, rows, blk, tblock)
     for p in range(P):
         theta[p] = theta[p] + e * (red[p] / nf - theta[p])
 
 
 @njit(**_JIT)
-def _mean_rows(out, rows):
-    """out = rows.mean(axis=0) as NumPy computes it: rows added in order, then divided by n."""
+def _mean_rows(out, rows, blk, tblock):
+    """out = the blocked sum of rows (:func:`_block_sum`) / n; with one block NumPy's rows.mean(axis=0)."""
     n, P = rows.shape
-    for p in range(P):
-        out[p] = rows[0, p]
-    for i in range(1, n):
-        for p in range(P):
-            out[p] += rows[i, p]
+    _block_sum(out, rows, blk, tblock)
     nf = rows.dtype.type(n)
     for p in range(P):
         out[p] /= nf

@@ -149,12 +149,17 @@ def numba_cache_dir() -> tuple[Path, bool]:
 def prepare_backend(prog: str, name: str, spec, dtype, opt, quiet: bool):
     """The backend ``name``, compiled for this run: a line before compiling, and one after.
 
+    ``name`` may also be a distributed backend (:mod:`minireptile.backends.distributed`): the numba
+    kernels are then compiled here and loaded on its workers.
+
     The first line says what is compiled, that it happens once, and where the cache lives; it is
     printed before numba is even imported, so a first run never looks hung. Returns
     ``(backend, seconds)``.
     """
     from ..backends import get_backend
 
+    distributed = None if isinstance(name, str) else name   # the distributed meta-batch: numba on workers
+    name = "numba" if distributed is not None else name
     say = (lambda text: None) if quiet else (lambda text: print(text, flush=True))
     backend = get_backend(name) if name != "numba" else None  # an unavailable backend fails before any line
     if name == "numba":
@@ -174,6 +179,10 @@ def prepare_backend(prog: str, name: str, spec, dtype, opt, quiet: bool):
     seconds = time.perf_counter() - t
     if name in ("numba", "cuda"):
         say(f"{prog}: kernels ready in {seconds:.1f} s")
+    if distributed is not None:
+        say(f"{prog}: loading the kernels on the Dask workers ...")
+        seconds += distributed.warmup(spec, np.dtype(dtype), opt)
+        backend = distributed
     return backend, seconds
 
 

@@ -17,6 +17,7 @@ evaluation episodes and their minibatch plan from ``stream_rng(seed, EVAL, 0)`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import BACKENDS
+from ..backends.distributed import task_block_for
 from ..checkpoint import atomic_write
 from ..errors import CheckpointError, DivergenceError
 from ..evaluation.fewshot import evaluate_episodes, nearest_neighbour_episodes, score_schedule
@@ -39,6 +41,7 @@ from ..tasks.episodes import (EpisodeConfig, block_iters_for, full_batch_plan, m
 from ..tasks.omniglot import omniglot_split, with_rotations
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, stream_rng
 from . import runs
+from .cluster import add_cluster_flags, describe_backend, distributed_meta_batch, with_task_block
 from .common import (EXIT_DIVERGED, Counter, FlagError, Progress, add_threads_flag, apply_threads, int_at_least,
                      nonnegative_float, nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode,
                      unit_interval, versions)
@@ -79,6 +82,7 @@ RUN_FLAGS = {
     "every_step": ("--every-step", lambda c: c["every_step"]),
     "dtype": ("--dtype", lambda c: c["dtype"]),
     "seed": ("--seed", lambda c: c["seed"]),
+    "task_block": ("--task-block", lambda c: c["reptile"]["task_block"]),
 }
 ADAM_ONLY = ("beta1", "beta2", "adam_state")
 SWITCHES = ("replacement", "no_augment", "every_step")
@@ -149,6 +153,10 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=BACKENDS,
                    help=f"inner-loop implementation (default: {DEFAULT_BACKEND}; with --resume: the checkpoint's)")
     add_threads_flag(p)
+    p.add_argument("--task-block", type=positive_int, metavar="B",
+                   help="reduce the meta-batch in blocks of B episodes (default: meta-batch/16 rounded up): part "
+                   "of the run, so θ is bitwise the same in one process and on any number of workers")
+    add_cluster_flags(p, "adapt each meta-batch's blocks of episodes")
     p.add_argument("--cache-dir", type=Path,
                    help="cache folder used when the data folder is read-only (default ~/.cache/minireptile)")
     p.add_argument("--no-cache", action="store_true", help="decode the PNGs every time; write no cache")
@@ -192,7 +200,8 @@ def build_config(args) -> dict:
     opt = InnerOptimizer(a.optimizer, a.inner_lr, a.beta1, a.beta2, 1e-8, a.adam_state)
     reptile = ReptileConfig(iters=a.iters, meta_batch=a.meta_batch, eps0=a.outer_lr,
                             eps_final=a.outer_lr_final, inner=opt, inner_steps=a.inner_iters,
-                            inner_batch=a.inner_batch)
+                            inner_batch=a.inner_batch,
+                            task_block=a.task_block if a.task_block is not None else task_block_for(a.meta_batch))
     runs.check_in_dtype(a.dtype, {"--inner-lr": a.inner_lr, "--outer-lr": a.outer_lr,
                                   "--outer-lr-final": a.outer_lr_final})
     n_points = a.ways * a.train_shots
@@ -244,7 +253,7 @@ def resumed_config(args, ck: dict) -> dict:
     Raises CheckpointError (not a usable ``minireptile omniglot`` run) or FlagError (a run-defining
     flag given with another value than the checkpoint's).
     """
-    cfg, where = ck["config"], repr(str(args.resume))
+    cfg, where = with_task_block(ck["config"]), repr(str(args.resume))
     if cfg.get("command") != "omniglot":
         raise CheckpointError(f"checkpoint: {where} was written by `minireptile {cfg.get('command')}`, not `omniglot`")
     runs.checked_config("omniglot", add_parser, build_config, cfg, config_argv, where)
@@ -349,14 +358,15 @@ def run(args) -> int:
         raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
     runs.check_memory(memory_terms(cfg))
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
-    with runs.claim_folder(out):
+    with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "omniglot.png" if not args.no_plot else None
         runs.check_outputs({"--out": [ckpt_path, plot], "--json": args.json}, resume=args.resume)
         runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "omniglot")
-        return _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path)
+        backend = distributed_meta_batch(args, cfg["backend"], rcfg.meta_batch, cluster) or cfg["backend"]
+        return _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend)
 
 
-def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path) -> int:
+def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) -> int:
     spec = MLPSpec.from_dict(cfg["model"])
     dtype = np.dtype(cfg["dtype"])
     seed, ways = cfg["seed"], cfg["ways"]
@@ -392,8 +402,7 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path) -> int:
 
     theta0 = init_params(spec, stream_rng(seed, INIT), dtype)
     theta, state = (ck["theta"], ck["state"]) if ck is not None else (theta0, None)
-    backend, compile_seconds = prepare_backend("minireptile omniglot", cfg["backend"], spec, dtype, rcfg.inner,
-                                              args.quiet)
+    backend, compile_seconds = prepare_backend("minireptile omniglot", backend, spec, dtype, rcfg.inner, args.quiet)
     if not args.quiet:
         cached = "cache hit" if split.train.cache_hit and split.test.cache_hit else "decoded"
         resumed = f"; resuming {args.resume} at iteration {start}" if ck is not None else ""
@@ -404,7 +413,8 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path) -> int:
         print(f"  {ways}-way {cfg['shots']}-shot (train {cfg['train_shots']}-shot), MLP {'-'.join(map(str, spec.sizes))} "
               f"{spec.activation}, {rcfg.iters} iterations x meta-batch {rcfg.meta_batch}, {rcfg.inner.name} "
               f"x{rcfg.inner_steps} (batch {rcfg.inner_batch}, lr {rcfg.inner.lr}), ε {rcfg.eps0}→{rcfg.eps_final}, "
-              f"backend {backend.name}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s{resumed}", flush=True)
+              f"backend {describe_backend(backend, rcfg)}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s"
+              f"{resumed}", flush=True)
     progress = Progress(stop, start, rcfg, args.quiet)
     status, it, theta, state, train_seconds = runs.train_with_checkpoints(
         prog="minireptile omniglot", command="omniglot", ckpt_path=ckpt_path, cfg=cfg, spec=spec, theta=theta,

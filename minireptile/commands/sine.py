@@ -14,12 +14,14 @@ with a checkpoint (exit 130 / 143); a divergence writes the last finite θ (exit
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from ..backends import BACKENDS
+from ..backends.distributed import task_block_for
 from ..errors import CheckpointError
 from ..evaluation.regression import adapted_predictions, evaluate_sine
 from ..mlp import MLPSpec, init_params
@@ -29,6 +31,7 @@ from ..tasks.sine import PRESETS, block_iters_for, get_preset, sine_block, sine_
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, PLOT, stream_rng
 from . import runs
 from .plots import sine_figure
+from .cluster import add_cluster_flags, describe_backend, distributed_meta_batch, with_task_block
 from .common import (FlagError, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
                      nonnegative_int, positive_float, positive_int, prepare_backend, unit_interval, versions)
 from .runs import check_resumable, checked_config
@@ -55,6 +58,7 @@ RUN_FLAGS = {
     "adam_state": ("--adam-state", lambda c: c["reptile"]["inner"]["state_policy"]),
     "dtype": ("--dtype", lambda c: c["dtype"]),
     "seed": ("--seed", lambda c: c["seed"]),
+    "task_block": ("--task-block", lambda c: c["reptile"]["task_block"]),
 }
 ADAM_ONLY = ("beta1", "beta2", "adam_state")
 
@@ -82,6 +86,10 @@ def add_parser(sub) -> None:
                    help=f"inner-loop implementation (default: {DEFAULT_BACKEND}; with --resume: the checkpoint's; "
                    "another backend continues the run to rounding, not bit for bit)")
     add_threads_flag(p)
+    p.add_argument("--task-block", type=positive_int, metavar="B",
+                   help="reduce the meta-batch in blocks of B tasks (default: meta-batch/16 rounded up): part of "
+                   "the run, so θ is bitwise the same in one process and on any number of workers")
+    add_cluster_flags(p, "adapt each meta-batch's blocks of tasks")
     p.add_argument("--eval-tasks", type=int_at_least(2), help="held-out tasks, >= 2 (default 1000)")
     p.add_argument("--out", type=Path,
                    help="output folder (default runs/sine; with --resume: the checkpoint's folder)")
@@ -112,14 +120,16 @@ def build_config(args) -> dict:
     preset = get_preset(pick(args.preset, "gist"))
     opt = InnerOptimizer(pick(args.optimizer, "sgd"), pick(args.inner_lr, preset.inner_lr), pick(args.beta1, 0.0),
                          pick(args.beta2, 0.999), 1e-8, pick(args.adam_state, "reset"))
+    meta_batch = pick(args.meta_batch, preset.meta_batch)
     reptile = ReptileConfig(
         iters=pick(args.iters, preset.iters),
-        meta_batch=pick(args.meta_batch, preset.meta_batch),
+        meta_batch=meta_batch,
         eps0=pick(args.outer_lr, preset.eps0),
         eps_final=pick(args.outer_lr_final, preset.eps_final),
         inner=opt,
         inner_steps=pick(args.inner_steps, preset.inner_steps),
         inner_batch=pick(args.inner_batch, preset.inner_batch),
+        task_block=pick(args.task_block, task_block_for(meta_batch)),
     )
     spec = MLPSpec((1, *preset.hidden, 1), preset.activation, "mse")
     runs.check_in_dtype(pick(args.dtype, "float32"), {"--inner-lr": opt.lr, "--outer-lr": reptile.eps0,
@@ -161,7 +171,7 @@ def resumed_config(args, ck: dict) -> dict:
     is checked by the same rules as the flags), and FlagError for a run-defining flag whose value
     differs from the checkpoint's.
     """
-    cfg, where = ck["config"], repr(str(args.resume))
+    cfg, where = with_task_block(ck["config"]), repr(str(args.resume))
     if cfg.get("command") != "sine":
         raise CheckpointError(f"checkpoint: {where} was written by `minireptile {cfg.get('command')}`, not `sine`")
     checked_config("sine", add_parser, build_config, cfg, config_argv, where)
@@ -225,11 +235,12 @@ def run(args) -> int:
         raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
     runs.check_memory(memory_terms(cfg))
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
-    with runs.claim_folder(out):
+    with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "sine.png" if not args.no_plot else None
         runs.check_outputs({"--out": [ckpt_path, plot], "--json": args.json}, resume=args.resume)
         runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "sine")
-        return _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, cfg["backend"], start, stop, out,
+        backend = distributed_meta_batch(args, cfg["backend"], rcfg.meta_batch, cluster) or cfg["backend"]
+        return _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend, start, stop, out,
                                    ckpt_path, plot)
 
 
@@ -238,6 +249,7 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
     theta0 = init_params(spec, stream_rng(seed, INIT), dtype)
     theta, state = (ck["theta"], ck["state"]) if ck is not None else (theta0, None)
     backend, compile_seconds = prepare_backend("minireptile sine", backend, spec, dtype, rcfg.inner, args.quiet)
+    where = describe_backend(backend, rcfg)
 
     block_iters = cfg["block_iters"]
 
@@ -248,7 +260,7 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
         resumed = f"; resuming {args.resume} at iteration {start}" if ck is not None else ""
         print(f"minireptile sine: preset {preset.name}, {rcfg.iters} iterations, meta-batch {rcfg.meta_batch}, "
               f"{rcfg.inner.name} x{rcfg.inner_steps} (batch {rcfg.inner_batch}, lr {rcfg.inner.lr}), "
-              f"backend {backend.name}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s{resumed}", flush=True)
+              f"backend {where}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s{resumed}", flush=True)
     progress = Progress(stop, start, rcfg, args.quiet)
     status, it, theta, state, train_seconds = runs.train_with_checkpoints(
         prog="minireptile sine", command="sine", ckpt_path=ckpt_path, cfg=cfg, spec=spec, theta=theta, state=state,
