@@ -19,7 +19,7 @@ import argparse
 import signal
 import sys
 
-from .commands import compare, omniglot, sine
+from .commands import compare, omniglot, sine, sweep
 from ._version import __version__
 from .commands.common import COMMANDS, EXIT_DIVERGED, EXIT_OK, EXIT_IO, EXIT_SIGNAL, EXIT_USAGE, FlagError, Parser  # noqa: F401
 from .errors import BackendUnavailableError, CheckpointError, DivergenceError
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sine.add_parser(sub)
     omniglot.add_parser(sub)
     compare.add_parser(sub)
+    sweep.add_parser(sub)
     return parser
 
 

@@ -109,24 +109,6 @@ def test_train_chunk_with_arrays_equals_the_numba_backend(client):
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
-def test_a_worker_killed_mid_training_changes_no_bit(client):
-    want, _ = train(get_backend("numba"), iters=60, meta_batch=8, task_block=1)
-    pids = list(client.run(os.getpid).values())
-    killed = threading.Event()
-
-    def kill_soon(it, theta, losses, state):
-        if it == 5 and not killed.is_set():  # kill while the next iterations' blocks are in flight
-            threading.Timer(0.02, os.kill, (pids[0], signal.SIGKILL)).start()
-            killed.set()
-
-    got, _ = train(distributed_backend(client), iters=60, meta_batch=8, task_block=1, callback=kill_soon,
-                   chunk_iters=1)
-    assert killed.is_set()
-    assert np.array_equal(got, want)
-    client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
-    assert pids[0] not in client.run(os.getpid).values()
-
-
 def test_sine_command_on_a_cluster_writes_the_single_process_checkpoint(client, tmp_path, capsys):
     flags = ["sine", "--iters", "12", "--meta-batch", "5", "--task-block", "2", "--eval-tasks", "4", "--no-plot",
              "--quiet", "--checkpoint-every", "0"]
@@ -190,3 +172,20 @@ def test_fresh_workers_compiling_at_once_leave_a_cache_later_processes_load(tmp_
     hits, misses, digest = out.stdout.split()
     assert int(hits) >= 1 and int(misses) == 0  # a later process loads what the workers wrote
     assert digest == compiled[0][2]
+
+
+def test_a_worker_killed_mid_training_changes_no_bit(client):
+    want, _ = train(get_backend("numba"), iters=60, meta_batch=8, task_block=1)
+    pids = list(client.run(os.getpid).values())
+    killed = threading.Event()
+
+    def kill_soon(it, theta, losses, state):
+        if it == 5 and not killed.is_set():  # kill while the next iterations' blocks are in flight
+            threading.Timer(0.02, os.kill, (pids[0], signal.SIGKILL)).start()
+            killed.set()
+
+    got, _ = train(distributed_backend(client), iters=60, meta_batch=8, task_block=1, callback=kill_soon,
+                   chunk_iters=1)
+    assert killed.is_set()
+    assert np.array_equal(got, want)
+    assert pids[0] not in client.run(os.getpid).values()  # (the module's last test: the nanny may restart it later)

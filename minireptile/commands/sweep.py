@@ -1,0 +1,599 @@
+"""``minireptile sweep COMMAND ...``: a grid of a command's runs, on a Dask cluster, with a durable ledger.
+
+A sweep is seeds (``--seeds 0-9``) × flag values (``--grid inner-lr=0.01,0.02``, repeatable, or a TOML
+file) of one command (``sine`` or ``omniglot``). Every other flag is passed to each run unchanged. Each
+run is exactly ``minireptile COMMAND ... --seed S --out OUT/runs/NAME --json OUT/runs/NAME/result.json``,
+started as its own process on a worker: its own folder, checkpoint, log and JSON.
+
+Ledger: ``OUT/ledger.sqlite`` (SQLite, one transaction per change) records each run's flags, state
+(pending, running, done, failed), exit status, attempts and result. Re-running the same sweep skips done
+runs and resumes the others from their checkpoints; a run whose worker died is started again by Dask
+and resumes from its last checkpoint, so its result is the uninterrupted run's (checkpoints resume bit
+for bit). At the end: the mean ± 95% CI over seeds of each grid point's metrics, printed and written as
+``summary.csv`` and ``summary.json``, and ``summary.png`` (metric against each grid value, CI bars).
+
+Cluster: ``--workers N`` (default: one per core) single-threaded worker processes on this machine, or
+``--scheduler ADDRESS`` for an existing Dask cluster whose workers share this file system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import itertools
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import atomic_write
+from . import runs
+from .cluster import add_cluster_flags
+from .common import FlagError
+
+SWEEPABLE = ("sine", "omniglot")
+# flags the sweep sets for each run (a user value would make the runs collide or be lost)
+OWNED = ("--seed", "--out", "--json", "--resume", "--overwrite", "--stop-after", "--quiet", "--workers", "--scheduler")
+DEFAULT_OUT = "runs/sweep-{command}"
+STATES = ("pending", "running", "done", "failed")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="run a grid of seeds x flag values of a command, resumably, on a Dask cluster",
+                       description="Run COMMAND once per seed and grid point, each run in its own folder with its "
+                       "own checkpoint and JSON, on a Dask cluster; a SQLite ledger lets a re-run skip finished "
+                       "runs and resume the others. Other flags are passed to every run.")
+    p.add_argument("sweep_command", metavar="COMMAND", choices=SWEEPABLE, help=f"one of {', '.join(SWEEPABLE)}")
+    p.add_argument("run_args", nargs=argparse.REMAINDER, metavar="...",
+                   help="sweep flags (--seeds, --grid, --grid-file, --out, --workers, --scheduler) and the "
+                   "command's own flags, given to every run")
+    p.set_defaults(run=run)
+
+
+def sweep_flags() -> argparse.ArgumentParser:
+    """The sweep's own flags (the rest of the command line goes to the runs)."""
+    from .common import Parser
+
+    p = Parser(prog="minireptile sweep", add_help=False)
+    p.add_argument("--seeds", type=seed_list, default=None, metavar="LIST",
+                   help="seeds: 0-9, 0,3,5 or 0-3,7 (default 0-4)")
+    p.add_argument("--grid", action="append", default=[], type=grid_axis, metavar="FLAG=V1,V2",
+                   help="a flag of the command and its values, e.g. inner-lr=0.01,0.02 (repeat for more axes)")
+    p.add_argument("--grid-file", type=Path, metavar="TOML",
+                   help="a TOML file with `seeds = \"0-9\"` and a [grid] table: flag = [values]")
+    p.add_argument("--out", type=Path, help="sweep folder (default runs/sweep-COMMAND)")
+    add_cluster_flags(p, "run the runs")
+    return p
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``"0-3,7"`` → (0, 1, 2, 3, 7): ranges and single seeds >= 0, no repeats."""
+    seeds = []
+    for part in str(text).split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise argparse.ArgumentTypeError(f"expected seeds like 0-9 or 0,3,5 (integers >= 0), got {text!r}")
+        lo = int(m.group(1))
+        seeds += range(lo, int(m.group(2) or lo) + 1)
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected each seed once, got {text!r}")
+    return tuple(seeds)
+
+
+def grid_axis(text: str) -> tuple[str, tuple[str, ...]]:
+    """``"inner-lr=0.01,0.02"`` → ("--inner-lr", ("0.01", "0.02"))."""
+    name, sep, values = str(text).partition("=")
+    name = name.strip().lstrip("-")
+    vals = tuple(v.strip() for v in values.split(","))
+    if not sep or not re.fullmatch(r"[a-z][a-z0-9-]*", name) or not all(vals):
+        raise argparse.ArgumentTypeError(f"expected FLAG=V1,V2,... such as inner-lr=0.01,0.02, got {text!r}")
+    if len(set(vals)) != len(vals):
+        raise argparse.ArgumentTypeError(f"expected each value once, got {text!r}")
+    return f"--{name}", vals
+
+
+def read_grid_file(path: Path):
+    """(seeds or None, [(flag, values)]) from a TOML file: ``seeds`` and a ``[grid]`` table."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise FlagError("--grid-file", "needs Python 3.11 or later (tomllib)") from None
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise FlagError("--grid-file", f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FlagError("--grid-file", f"{str(path)!r} is not valid TOML: {exc}") from None
+    unknown = set(doc) - {"seeds", "grid"}
+    if unknown:
+        raise FlagError("--grid-file", f"{str(path)!r}: unknown keys {sorted(unknown)} (expected seeds and [grid])")
+    seeds = None
+    if "seeds" in doc:
+        s = doc["seeds"]
+        text = ",".join(map(str, s)) if isinstance(s, list) else str(s)
+        try:
+            seeds = seed_list(text)
+        except argparse.ArgumentTypeError as exc:
+            raise FlagError("--grid-file", f"seeds: {exc}") from None
+    grid = doc.get("grid", {})
+    if not isinstance(grid, dict):
+        raise FlagError("--grid-file", "[grid] must be a table of flag = [values]")
+    axes = []
+    for name, values in grid.items():
+        values = values if isinstance(values, list) else [values]
+        if any(isinstance(v, (dict, list)) for v in values):
+            raise FlagError("--grid-file", f"grid.{name}: expected a list of numbers or strings")
+        try:
+            axes.append(grid_axis(f"{name}=" + ",".join(runs.flag_text(v) for v in values)))
+        except argparse.ArgumentTypeError as exc:
+            raise FlagError("--grid-file", f"grid.{name}: {exc}") from None
+    return seeds, axes
+
+
+def _command_module(command: str):
+    from . import omniglot, sine
+
+    return {"sine": sine, "omniglot": omniglot}[command]
+
+
+def plan_runs(command: str, base: list, seeds, axes) -> list[dict]:
+    """Every run of the sweep: name, seed, grid point and argv (after COMMAND), in a fixed order.
+
+    Each run's flags are parsed by the command's own parser and configuration builder here, so a bad
+    value is a flag error before any run starts.
+    """
+    from .common import Parser
+
+    module = _command_module(command)
+    root = Parser(prog="minireptile")
+    module.add_parser(root.add_subparsers(dest="command", parser_class=Parser))
+    for flag in base:
+        if flag.split("=")[0] in OWNED:
+            raise FlagError(flag.split("=")[0], "is set by the sweep for each run; leave it out")
+    planned = []
+    names = [flag for flag, _ in axes]
+    if len(set(names)) != len(names):
+        raise FlagError("--grid", "each flag may be one axis of the grid only")
+    for flag in names:
+        if flag in OWNED:
+            raise FlagError("--grid", f"{flag} is set by the sweep for each run (use --seeds for seeds)")
+        if any(b.split("=")[0] == flag for b in base):
+            raise FlagError("--grid", f"{flag} is both a grid axis and a fixed flag")
+    for values in itertools.product(*[vals for _, vals in axes]):
+        point = dict(zip(names, values))
+        for seed in seeds:
+            argv = [*base, *[x for f, v in point.items() for x in (f, v)], "--seed", str(seed)]
+            try:
+                args = _parse(root, [command, *argv])
+                module.build_config(args)
+            except FlagError as exc:
+                raise FlagError(exc.flag, f"{str(exc).split(': ', 1)[1]} (in the run {' '.join(argv)})") from None
+            name = "_".join([f"{f.lstrip('-')}={v}" for f, v in point.items()] + [f"seed={seed}"])
+            planned.append({"name": re.sub(r"[^A-Za-z0-9=._,+-]", "-", name), "seed": seed, "point": point,
+                            "argv": argv})
+    return planned
+
+
+def _parse(root, argv):
+    """Parse a run's flags; argparse's exit becomes a FlagError (the sweep reports it as its own)."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return root.parse_args(argv)
+    except SystemExit:
+        message = err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "invalid flags"
+        message = message.split("error: ", 1)[-1]
+        flag = message.split()[1].rstrip(":") if message.startswith("argument ") else "COMMAND"
+        raise FlagError(flag, message.split(": ", 1)[-1]) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the ledger
+# ---------------------------------------------------------------------------------------------
+class Ledger:
+    """The sweep's SQLite ledger: one row per run; every change is one transaction."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        with self.tx():
+            self.db.execute("CREATE TABLE IF NOT EXISTS sweep (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS runs (name TEXT PRIMARY KEY, seed INTEGER NOT NULL, "
+                            "point TEXT NOT NULL, argv TEXT NOT NULL, state TEXT NOT NULL, exit_status INTEGER, "
+                            "attempts INTEGER NOT NULL DEFAULT 0, result TEXT, seconds REAL, updated REAL NOT NULL)")
+
+    @contextlib.contextmanager
+    def tx(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self):
+        self.db.close()
+
+    def define(self, command: str, planned: list) -> None:
+        """Record the sweep's runs; FlagError if the folder holds a sweep of another command or other flags."""
+        with self.tx():
+            row = self.db.execute("SELECT value FROM sweep WHERE key = 'command'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO sweep VALUES ('command', ?)", (command,))
+            elif row[0] != command:
+                raise FlagError("--out", f"{str(self.path.parent)!r} holds a sweep of `{row[0]}`; use another --out")
+            for r in planned:
+                old = self.db.execute("SELECT argv FROM runs WHERE name = ?", (r["name"],)).fetchone()
+                if old is None:
+                    self.db.execute("INSERT INTO runs (name, seed, point, argv, state, updated) VALUES "
+                                    "(?, ?, ?, ?, 'pending', ?)", (r["name"], r["seed"], json.dumps(r["point"]),
+                                                                   json.dumps(r["argv"]), time.time()))
+                elif json.loads(old[0]) != r["argv"]:
+                    raise FlagError("--out", f"{str(self.path.parent)!r} holds the run {r['name']} with other flags "
+                                    f"({' '.join(json.loads(old[0]))}); use another --out for a different sweep")
+
+    def set(self, name: str, state: str, **fields) -> None:
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self.tx():
+            self.db.execute(f"UPDATE runs SET state = ?, updated = ?{', ' + cols if cols else ''} WHERE name = ?",
+                            (state, time.time(), *fields.values(), name))
+
+    def started(self, name: str) -> None:
+        with self.tx():
+            self.db.execute("UPDATE runs SET state = 'running', attempts = attempts + 1, updated = ? WHERE name = ?",
+                            (time.time(), name))
+
+    def rows(self, names=None) -> list[dict]:
+        cur = self.db.execute("SELECT name, seed, point, argv, state, exit_status, attempts, result, seconds FROM runs "
+                              "ORDER BY rowid")
+        out = []
+        for name, seed, point, argv, state, status, attempts, result, seconds in cur.fetchall():
+            if names is None or name in names:
+                out.append({"name": name, "seed": seed, "point": json.loads(point), "argv": json.loads(argv),
+                            "state": state, "exit_status": status, "attempts": attempts,
+                            "result": json.loads(result) if result else None, "seconds": seconds})
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# one run, on a worker
+# ---------------------------------------------------------------------------------------------
+def run_one(command: str, argv: list, folder: str) -> dict:
+    """Run ``minireptile COMMAND argv`` in ``folder`` as a child process (worker task); resumable.
+
+    A checkpoint in the folder that is not complete is resumed; a complete one with its JSON is a run
+    already done. Returns {"status", "seconds", "summary" (the run's JSON or None), "log" (last lines)}.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt, result = folder / "checkpoint.npz", folder / "result.json"
+    _wait_for_folder(folder)
+    t = time.perf_counter()
+    extra = ["--out", str(folder), "--json", str(result), "--quiet"]
+    if ckpt.exists():
+        status = _checkpoint_status(ckpt)
+        if status == "complete" and result.exists():
+            return {"status": 0, "seconds": 0.0, "summary": json.loads(result.read_text()), "log": ""}
+        if status is not None:
+            extra = ["--resume", str(ckpt), *extra]
+    cmd = [sys.executable, "-m", "minireptile", command, *argv, *extra]
+    with open(folder / "log.txt", "ab") as log:
+        log.write(f"$ minireptile {' '.join(runs.quote(a) for a in cmd[3:])}\n".encode())
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    tail = (folder / "log.txt").read_text(errors="replace").splitlines()[-5:]
+    summary = json.loads(result.read_text()) if proc.returncode == 0 and result.exists() else None
+    return {"status": proc.returncode, "seconds": time.perf_counter() - t, "summary": summary, "log": "\n".join(tail)}
+
+
+def _executing(dask_worker) -> list:
+    """Keys of the tasks a worker is running now (not those queued on it); run on every worker."""
+    return [ts.key for ts in dask_worker.state.executing]
+
+
+def _wait_for_folder(folder: Path) -> None:
+    """Wait until no process holds the run folder's lock: a run orphaned by a killed sweep ends first."""
+    import fcntl
+
+    fd = os.open(folder / runs.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(fd)
+
+
+def _checkpoint_status(path: Path):
+    """The checkpoint's status, or None if it cannot be read (the run then reports why)."""
+    from ..checkpoint import load_checkpoint
+    from ..errors import CheckpointError
+
+    try:
+        return load_checkpoint(path)["status"]
+    except (CheckpointError, OSError):
+        return None
+
+
+def _die_with_parent() -> None:
+    """In the child: on Linux, be killed when the worker that started it dies (no orphaned run holding its folder)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics and the summary
+# ---------------------------------------------------------------------------------------------
+def metrics(command: str, summary: dict) -> dict:
+    """The metrics a run's JSON reports, by name (the table's columns)."""
+    e = summary["eval"]
+    if command == "sine":
+        k = e["steps"][-1]
+        return {f"meta-learned MSE @{k}": e["meta_mse"][-1], f"random-init MSE @{k}": e["random_mse"][-1]}
+    k = e["steps"][-1]
+    return {f"meta-learned acc @{k}": e["meta"]["accuracy"], f"random-init acc @{k}": e["random_init"]["accuracy"]}
+
+
+def summarise(command: str, rows: list, axes: list) -> list[dict]:
+    """One entry per grid point: its flags, seeds done, and each metric's mean and 95% CI half-width."""
+    from ..evaluation.regression import mean_ci95
+
+    groups: dict = {}
+    for r in rows:
+        key = tuple(r["point"].get(f) for f, _ in axes)
+        groups.setdefault(key, []).append(r)
+    table = []
+    for values in itertools.product(*[vals for _, vals in axes]):
+        done = [r for r in groups.get(tuple(values), []) if r["state"] == "done" and r["result"]]
+        entry = {"point": dict(zip([f for f, _ in axes], values)), "seeds": sorted(r["seed"] for r in done),
+                 "metrics": {}}
+        per_metric: dict = {}
+        for r in sorted(done, key=lambda r: r["seed"]):
+            for name, value in metrics(command, r["result"]).items():
+                per_metric.setdefault(name, []).append(value)
+        for name, values_ in per_metric.items():
+            mean = float(np.mean(values_))
+            ci = float(mean_ci95(np.array(values_))[1]) if len(values_) >= 2 else None
+            entry["metrics"][name] = {"mean": mean, "ci95": ci, "values": values_}
+        table.append(entry)
+    return table
+
+
+def format_table(table: list, axes: list) -> str:
+    names = [f.lstrip("-") for f, _ in axes]
+    metric_names = list(dict.fromkeys(m for e in table for m in e["metrics"]))
+    header = [*names, "seeds", *metric_names]
+    lines = []
+    for e in table:
+        cells = [e["point"][f] for f, _ in axes] + [str(len(e["seeds"]))]
+        for m in metric_names:
+            v = e["metrics"].get(m)
+            cells.append("-" if v is None else f"{v['mean']:.4f} ± {v['ci95']:.4f}" if v["ci95"] is not None
+                         else f"{v['mean']:.4f} (1 seed)")
+        lines.append(cells)
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
+    fmt = lambda row: "  ".join(str(c).rjust(w) for c, w in zip(row, widths))  # noqa: E731
+    return "\n".join([fmt(header)] + [fmt(r) for r in lines])
+
+
+def write_summary(out: Path, command: str, table: list, axes: list, failed: list) -> list[Path]:
+    """summary.csv and summary.json (atomically); returns their paths."""
+    metric_names = list(dict.fromkeys(m for e in table for m in e["metrics"]))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([f.lstrip("-") for f, _ in axes] + ["seeds"] + [x for m in metric_names for x in (m, f"{m} ci95")])
+    for e in table:
+        row = [e["point"][f] for f, _ in axes] + [" ".join(map(str, e["seeds"]))]
+        for m in metric_names:
+            v = e["metrics"].get(m)
+            row += ["", ""] if v is None else [repr(v["mean"]), "" if v["ci95"] is None else repr(v["ci95"])]
+        w.writerow(row)
+    csv_path, json_path = out / "summary.csv", out / "summary.json"
+    atomic_write(csv_path, lambda f: f.write(buf.getvalue().encode()))
+    doc = {"command": command, "grid": {f.lstrip("-"): list(v) for f, v in axes}, "points": table,
+           "failed": failed, "ci": "Student-t 95% confidence interval of the mean over seeds"}
+    atomic_write(json_path, lambda f: f.write(json.dumps(doc, indent=2, allow_nan=False).encode()))
+    return [csv_path, json_path]
+
+
+def plot_summary(path: Path, table: list, axes: list) -> bool:
+    """Each metric against each grid value (one line per setting of the other axes), 95% CI bars."""
+    try:
+        import matplotlib
+    except ImportError:
+        print('plot skipped: matplotlib is not installed (pip install "minireptile[plot]")', file=sys.stderr)
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric_names = list(dict.fromkeys(m for e in table for m in e["metrics"]))
+    if not metric_names:
+        return False
+    cols = axes if axes else [(None, ())]
+    fig, grid = plt.subplots(len(metric_names), len(cols), figsize=(4.5 * len(cols), 3.2 * len(metric_names)),
+                             squeeze=False)
+    for i, m in enumerate(metric_names):
+        for j, (flag, values) in enumerate(cols):
+            ax = grid[i][j]
+            if flag is None:  # seeds only: one point per seed and the mean ± CI
+                e = table[0]
+                v = e["metrics"].get(m)
+                if v is None:
+                    continue
+                ax.plot(e["seeds"], v["values"], "o", color="0.5", label="runs")
+                ax.axhline(v["mean"], color="C0", label="mean")
+                if v["ci95"] is not None:
+                    ax.axhspan(v["mean"] - v["ci95"], v["mean"] + v["ci95"], color="C0", alpha=0.2, label="95% CI")
+                ax.set_xlabel("seed")
+                ax.legend(fontsize=8)
+            else:
+                others = [f for f, _ in axes if f != flag]
+                lines: dict = {}
+                for e in table:
+                    key = tuple(e["point"][f] for f in others)
+                    lines.setdefault(key, []).append(e)
+                numeric = all(_is_number(x) for x in values)
+                for k, (key, entries) in enumerate(lines.items()):
+                    xs, ys, cis = [], [], []
+                    for e in entries:
+                        v = e["metrics"].get(m)
+                        if v is None:
+                            continue
+                        xs.append(float(e["point"][flag]) if numeric else values.index(e["point"][flag]))
+                        ys.append(v["mean"])
+                        cis.append(v["ci95"] or 0.0)
+                    label = ", ".join(f"{f.lstrip('-')}={x}" for f, x in zip(others, key)) or None
+                    ax.errorbar(xs, ys, yerr=cis, marker="o", capsize=4, label=label, color=f"C{k}")
+                if numeric and all(float(x) > 0 for x in values) and max(map(float, values)) / min(
+                        map(float, values)) >= 10:
+                    ax.set_xscale("log")
+                if not numeric:
+                    ax.set_xticks(range(len(values)), values)
+                ax.set_xlabel(flag.lstrip("-"))
+                if len(lines) > 1:
+                    ax.legend(fontsize=8)
+            ax.set_ylabel(m)
+            ax.grid(alpha=0.3)
+    fig.suptitle("mean over seeds, bars: 95% CI")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------
+class Report:
+    """Progress lines: runs done / running / failed of the total, and the ETA from finished runs' times."""
+
+    def __init__(self, total: int, slots: int, every: float = 10.0):
+        self.total, self.slots, self.every = total, max(slots, 1), every
+        self.t0, self.last, self.durations = time.perf_counter(), 0.0, []
+
+    def __call__(self, done: int, running: int, failed: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        left = self.total - done - failed
+        if self.durations:
+            mean = float(np.mean(self.durations))
+            eta = f"ETA {mean * -(-left // self.slots):.0f}s"
+        else:
+            eta = "ETA after the first run"
+        print(f"sweep: {done}/{self.total} done, {running} running, {failed} failed; {eta} "
+              f"({now - self.t0:.0f}s elapsed)", flush=True)
+
+
+def run(args) -> int:
+    own, base = sweep_flags().parse_known_args(args.run_args)
+    command = args.sweep_command
+    seeds, axes = own.seeds, list(own.grid)
+    if own.grid_file is not None:
+        file_seeds, file_axes = read_grid_file(own.grid_file)
+        seeds = seeds if seeds is not None else file_seeds
+        axes += file_axes
+    seeds = seeds if seeds is not None else tuple(range(5))
+    planned = plan_runs(command, list(base), seeds, axes)
+    out = own.out if own.out is not None else Path(DEFAULT_OUT.format(command=command))
+    with runs.claim_folder(out):
+        ledger = Ledger(out / "ledger.sqlite")
+        try:
+            ledger.define(command, planned)
+            return _sweep(own, command, planned, axes, out, ledger)
+        finally:
+            ledger.close()
+
+
+def _sweep(own, command, planned, axes, out: Path, ledger: Ledger) -> int:
+    names = {r["name"] for r in planned}
+    todo = [r for r in ledger.rows(names) if r["state"] != "done"]
+    n_seeds = len({r["seed"] for r in planned})
+    print(f"minireptile sweep: {command}, {len(planned)} runs ({n_seeds} seeds x {len(planned) // n_seeds} grid "
+          f"points) in {out}; {len(planned) - len(todo)} done, {len(todo)} to run", flush=True)
+    if todo:
+        _execute(own, command, todo, out, ledger, len(planned))
+    rows = ledger.rows(names)
+    failed = [{"name": r["name"], "exit_status": r["exit_status"], "log": str(out / "runs" / r["name"] / "log.txt")}
+              for r in rows if r["state"] == "failed"]
+    table = summarise(command, rows, axes)
+    print("\nmean ± 95% CI over seeds:")
+    print(format_table(table, axes))
+    for path in write_summary(out, command, table, axes, failed):
+        print(f"{path.suffix[1:]}: {path}")
+    if plot_summary(out / "summary.png", table, axes):
+        print(f"plot: {out / 'summary.png'}")
+    if failed:
+        print(f"minireptile sweep: {len(failed)} run(s) failed: " + "; ".join(
+            f"{f['name']} (exit {f['exit_status']}, log {f['log']})" for f in failed), file=sys.stderr)
+        return max(f["exit_status"] or 1 for f in failed) if all(f["exit_status"] for f in failed) else 1
+    return 0
+
+
+def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
+    """Submit every unfinished run to the cluster and record each one's progress in the ledger."""
+    from .cluster import n_workers, open_client
+
+    if own.workers is None and own.scheduler is None:
+        own.workers = os.cpu_count() or 1
+    with contextlib.ExitStack() as stack:
+        client = open_client(own, stack)
+        report = Report(total, n_workers(client))
+        done = total - len(todo)
+        futures = {}
+        for r in todo:
+            folder = str((out / "runs" / r["name"]).resolve())
+            f = client.submit(run_one, command, r["argv"], folder, key=f"minireptile-run-{r['name']}-{time.time_ns()}",
+                              pure=False, retries=1)
+            futures[f] = r["name"]
+        running: set = set()
+        failed = 0
+        while futures:
+            for f in [f for f in futures if f.done()]:
+                name = futures.pop(f)
+                running.discard(name)
+                try:
+                    res = f.result()
+                except Exception as exc:  # noqa: BLE001 (a run lost beyond Dask's retries)
+                    ledger.set(name, "failed", result=json.dumps({"error": " ".join(str(exc).split())}))
+                    failed += 1
+                else:
+                    if res["status"] == 0 and res["summary"] is not None:
+                        ledger.set(name, "done", exit_status=0, result=json.dumps(res["summary"]),
+                                   seconds=res["seconds"])
+                        report.durations.append(res["seconds"])
+                        done += 1
+                    else:
+                        ledger.set(name, "failed", exit_status=res["status"], seconds=res["seconds"])
+                        failed += 1
+                report(done, len(running), failed, force=True)
+            executing = {k for keys in client.run(_executing).values() for k in keys}
+            for f, name in futures.items():
+                if f.key in executing and name not in running:
+                    running.add(name)
+                    ledger.started(name)
+            report(done, len(running), failed)
+            time.sleep(0.5)
