@@ -62,7 +62,7 @@ def sweep_flags() -> argparse.ArgumentParser:
     """The sweep's own flags (the rest of the command line goes to the runs)."""
     from .common import Parser
 
-    p = Parser(prog="minireptile sweep", add_help=False)
+    p = Parser(prog="minireptile sweep", add_help=False, allow_abbrev=False)
     p.add_argument("--seeds", type=seed_list, default=None, metavar="LIST",
                    help="seeds: 0-9, 0,3,5 or 0-3,7 (default 0-4)")
     p.add_argument("--grid", action="append", default=[], type=grid_axis, metavar="FLAG=V1,V2",
@@ -157,8 +157,9 @@ def plan_runs(command: str, base: list, seeds, axes) -> list[dict]:
     root = Parser(prog="minireptile")
     module.add_parser(root.add_subparsers(dest="command", parser_class=Parser))
     for flag in base:
-        if flag.split("=")[0] in OWNED:
-            raise FlagError(flag.split("=")[0], "is set by the sweep for each run; leave it out")
+        name = flag.split("=")[0]
+        if name.startswith("--") and any(owned.startswith(name) for owned in OWNED):  # argparse takes prefixes
+            raise FlagError(name, "is set by the sweep for each run; leave it out")
     planned = []
     names = [flag for flag, _ in axes]
     if len(set(names)) != len(names):

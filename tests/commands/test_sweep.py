@@ -24,7 +24,8 @@ distributed = pytest.importorskip("distributed")
 
 from minireptile.backends.distributed import local_client  # noqa: E402
 from minireptile.cli import main  # noqa: E402
-from minireptile.commands.sweep import grid_axis, seed_list  # noqa: E402
+from minireptile.commands.common import FlagError  # noqa: E402
+from minireptile.commands.sweep import grid_axis, plan_runs, read_grid_file, seed_list  # noqa: E402
 from minireptile.evaluation import mean_ci95  # noqa: E402
 
 # a tiny sine run (1-8-1 would need a preset; the gist net with few iterations is fast enough)
@@ -105,13 +106,17 @@ def test_sweep_flag_errors_exit_2_before_any_run(tmp_path, capsys):
     assert seed_list("0-3,7") == (0, 1, 2, 3, 7) and grid_axis("inner-lr=0.01,0.02") == ("--inner-lr", ("0.01", "0.02"))
 
 
-def test_a_grid_file_in_toml(client, tmp_path, finished):
+def test_a_grid_file_in_toml_plans_the_same_runs_as_the_flags(tmp_path):
     toml = tmp_path / "grid.toml"
-    toml.write_text('seeds = "0-1"\n[grid]\ninner-lr = [0.01, 0.02]\n')
-    out = tmp_path / "s"
-    status = main(["sweep", "sine", "--grid-file", str(toml), *RUN, "--out", str(out), "--scheduler",
-                   client.scheduler.address])
-    assert status == 0 and metrics_of(out) == metrics_of(finished)
+    toml.write_text('seeds = "0-1"\n[grid]\ninner-lr = [0.01, 0.02]\ninner-steps = [5]\n')
+    seeds, axes = read_grid_file(toml)
+    from_file = plan_runs("sine", RUN, seeds, axes)
+    from_flags = plan_runs("sine", RUN, seed_list("0-1"), [grid_axis("inner-lr=0.01,0.02"), grid_axis("inner-steps=5")])
+    assert from_file == from_flags and len(from_file) == 4
+    assert from_file[0]["name"] == "inner-lr=0.01_inner-steps=5_seed=0"
+    toml.write_text("[grid]\ninner-lr = [0.01, -1]\n")
+    with pytest.raises(FlagError, match="--inner-lr"):
+        plan_runs("sine", RUN, (0,), read_grid_file(toml)[1])
 
 
 def test_a_worker_killed_mid_sweep_changes_no_result(client, finished, tmp_path):
