@@ -135,14 +135,14 @@ def probe():
     import hashlib
     import numpy as np
     from minireptile import InnerOptimizer, MLPSpec, get_backend, init_params
-    from minireptile.backends import numba_kernels
+    from minireptile.backends import numba_cpu, numba_kernels
     spec = MLPSpec((1, 8, 1), "tanh", "mse")
     theta = init_params(spec, np.random.default_rng(0), np.float64)
     X = np.linspace(-1, 1, 12).reshape(1, 1, 12, 1)
     plans = (np.arange(12) % 12).reshape(1, 1, 3, 4)
     theta, _, _ = get_backend("numba").train_chunk(spec, theta, X, np.sin(X), plans, np.array([0.5]),
                                                    InnerOptimizer("sgd", 0.1))
-    stats = numba_kernels.run_chunk.stats
+    stats = numba_kernels.chunk_kernel(*numba_cpu._codes(spec, InnerOptimizer("sgd", 0.1))[:3]).stats
     return sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), hashlib.sha256(theta.tobytes()).hexdigest()
 """
 
