@@ -356,7 +356,7 @@ def run(args) -> int:
     stop = total if args.stop_after is None else min(args.stop_after, total)
     if stop < start:
         raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
-    runs.check_memory(memory_terms(cfg))
+    runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
     with runs.claim_folder(out):
         plot = out / "learning_curves.png" if not args.no_plot else None

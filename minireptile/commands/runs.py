@@ -291,17 +291,22 @@ def available_memory() -> int:
         return 1 << 62
 
 
-def check_memory(terms: dict, limit: int | None = None) -> None:
+def check_memory(terms: dict, limit: int | None = None, args=None) -> None:
     """Refuse a run whose largest arrays would not fit in memory (FlagError naming the biggest term's flag).
 
-    ``terms`` maps a flag to the bytes the arrays it sizes would take.
+    ``terms`` maps a flag to the bytes the arrays it sizes would take. With ``args`` of a resumed run, a
+    size the user did not give on the command line is the checkpoint's: the error then names --resume.
     """
     need = sum(terms.values())
     have = available_memory() if limit is None else limit
     if need > have:
         flag = max(terms, key=terms.get)
-        raise FlagError(flag, f"the run would need about {need / 2**30:,.1f} GiB of memory for its arrays, more than "
-                        f"the {have / 2**30:,.1f} GiB available; use a smaller value")
+        message = (f"the run would need about {need / 2**30:,.1f} GiB of memory for its arrays, more than the "
+                   f"{have / 2**30:,.1f} GiB available")
+        if args is not None and getattr(args, "resume", None) is not None \
+                and getattr(args, flag.lstrip("-").replace("-", "_"), None) is None:
+            raise FlagError("--resume", f"checkpoint: {str(args.resume)!r}: {message} (its {flag} is too large)")
+        raise FlagError(flag, f"{message}; use a smaller value")
 
 
 # ---------------------------------------------------------------------------------------------------------

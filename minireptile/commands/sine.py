@@ -233,7 +233,7 @@ def run(args) -> int:
     stop = rcfg.iters if args.stop_after is None else min(args.stop_after, rcfg.iters)
     if stop < start:
         raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
-    runs.check_memory(memory_terms(cfg))
+    runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
     with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "sine.png" if not args.no_plot else None
