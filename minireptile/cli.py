@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 
 from .commands import compare, omniglot, sine, sweep
 from ._version import __version__
@@ -50,6 +51,17 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_OK
     prog = f"minireptile {args.command}"
+    handlers = {sig: signal.getsignal(sig) for sig in EXIT_SIGNAL}
+    status = _run(prog, args)
+    # a run that stopped on a signal leaves later signals quiet while the process exits with its status
+    # (a second Ctrl-C then must not end it by the signal instead); any other run restores the handlers
+    if status not in EXIT_SIGNAL.values() and threading.current_thread() is threading.main_thread():
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def _run(prog: str, args) -> int:
     try:
         return int(args.run(args) or 0)
     except FlagError as exc:

@@ -90,7 +90,10 @@ class Interruptible:
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # after a requested stop the command is on its way out with its status and its message: a late
+            # second signal is ignored (SIG_IGN, which Python keeps at exit, unlike its own handlers), so it
+            # cannot end the process by the signal instead. The command line restores them for other runs.
+            signal.signal(sig, signal.SIG_IGN if self.signum is not None else handler)
         self._previous.clear()
         return False
 

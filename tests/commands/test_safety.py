@@ -283,7 +283,7 @@ def test_item17_the_double_ctrl_c_message_names_the_iteration_in_the_file(tmp_pa
     time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, (out, err)
     ck = load_checkpoint(ckpt)
     m = re.search(r"holds the checkpoint of iteration (\d+)", err) or re.search(r"interrupted at iteration (\d+)", out)
     assert m and int(m.group(1)) == ck["iteration"], (out, err)
