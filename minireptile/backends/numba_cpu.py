@@ -202,60 +202,85 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     Pm = P if opt.name == "adam" else 0
     phi, m, v = np.empty((n, P), dtype), np.empty((n, Pm), dtype), np.empty((n, Pm), dtype)
     task_loss, iter_loss = np.zeros(n, np.float64), np.zeros(iters, np.float64)
+    threads = min(numba.get_num_threads(), n)
     scratch = (np.empty(P, dtype), np.empty(P, dtype), np.empty(P, dtype),   # red, blk, tht
-               np.empty((n, P), dtype), np.empty((n, A), dtype), np.empty((n, A), dtype),  # wt, act, dlt
-               np.empty((n, P), dtype))                                       # grad
+               np.empty((threads, P), dtype), np.empty((threads, A), dtype),  # wt, act (a row per thread)
+               np.empty((threads, A), dtype), np.empty((threads, P), dtype))  # dlt, grad
     act_code, loss_code, opt_code, hyper = _codes(spec, opt)
     kernel = _kernels().chunk_kernel(act_code, loss_code, opt_code)
     args = (theta2, m0, v0, phi, m, v, task_loss, iter_loss, *scratch, X, Yf, Yi, plans, eps, offs, aoffs, wlive,
             tlive, hyper, max(n, 1) if task_block is None else int(task_block))
     hs, carry, update = bool(has_state), bool(carry), bool(update)
-    threads = min(numba.get_num_threads(), n)
 
     def run():
         if threads <= 1:
-            return kernel(*args, int(t0), hs, carry, update, True, 0, n, 0, iters)[0]
-        return _in_threads(kernel, args, n, iters, threads, int(t0), hs, carry, update)
+            return kernel(*args, int(t0), hs, carry, update, True, 0, n, 0, iters, 0, P, 0)[0]
+        return _in_threads(kernel, args, n, iters, P, threads, int(t0), hs, carry, update)
 
     t = _with_cache_recovery(run)
     return phi, m, v, task_loss, iter_loss, t
 
 
-def _in_threads(kernel, args, n: int, iters: int, threads: int, t: int, hs: bool, carry: bool, update: bool) -> int:
+def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, hs: bool, carry: bool,
+                update: bool) -> int:
     """Run the kernel's tasks on ``threads`` Python threads; return the Adam step count after it.
 
     Each outer iteration's tasks are cut into blocks that the threads take in turn (the kernel
     releases the GIL); each block writes only its tasks' rows, so the result does not depend on
-    the number of threads or on who ran what. With ``update``, the calling thread waits for the
-    helpers and runs the iteration's reductions and outer update (in task order, one thread)
-    before anyone starts the next. Threads that wait block on a lock: nothing spins, so on a
-    machine shared with other jobs an idle thread costs nothing, and a descheduled one holds up
-    one block, not half the meta-batch.
+    the number of threads or on who ran what. With ``update``, once every task of the iteration
+    is done, the threads share out the parameter columns of the outer update (each column is
+    reduced over tasks in task order, whoever runs it) before anyone starts the next iteration.
+    Threads that wait block on a lock: nothing spins, so on a machine shared with other jobs an
+    idle thread costs nothing, and a descheduled one holds up one block, not half the meta-batch.
     """
     block = max(-(-n // (4 * threads)), min(8, -(-n // threads)))  # ≥ 8 tasks a block: one call costs ~µs
-    kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0)  # tht from θ, once
+    width = -(-P // (16 * threads)) * 16  # columns of the update per thread, whole 64-byte vectors
+    kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)  # tht from θ
     rounds = iters if update else 1  # without an update the iterations are independent: one round
     state = {"t": t, "hs": hs, "stop": False}
-    go = [threading.Lock() for _ in range(threads - 1)]   # released by the caller: start a round
-    done = [threading.Lock() for _ in range(threads - 1)]  # released by a helper: its round is done
+    go = [threading.Lock() for _ in range(threads - 1)]   # released by the caller: start a phase
+    done = [threading.Lock() for _ in range(threads - 1)]  # released by a helper: its phase is done
     errors = []
 
-    def blocks(r):
+    def tasks(r, k):  # thread k (scratch row k) takes blocks of iteration r's tasks
         it_lo, it_hi = (r, r + 1) if update else (0, iters)
         for lo in state["blocks"]:  # next() on a shared iterator is atomic under the GIL
-            kernel(*args, state["t"], state["hs"], carry, False, False, lo, min(lo + block, n), it_lo, it_hi)
+            kernel(*args, state["t"], state["hs"], carry, False, False, lo, min(lo + block, n), it_lo, it_hi, 0, 0, k)
+
+    def outer_update(r, k):  # thread k's columns of iteration r's update
+        return kernel(*args, state["t"], state["hs"], carry, True, False, 0, 0, r, r + 1, min(k * width, P),
+                      min((k + 1) * width, P), k)
+
+    def phase(k, work):
+        go[k].acquire()
+        if state["stop"]:
+            return False
+        try:
+            work()
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+        finally:
+            done[k].release()
+        return True
 
     def helper(k):
         for r in range(rounds):
-            go[k].acquire()
-            if state["stop"]:
-                break
-            try:
-                blocks(r)
-            except BaseException as exc:  # re-raised in the calling thread
-                errors.append(exc)
-            finally:
-                done[k].release()
+            if not phase(k, lambda: tasks(r, k + 1)):
+                return
+            if update and not phase(k, lambda: outer_update(r, k + 1)):
+                return
+
+    def run_phase(work):
+        for lock in go:
+            lock.release()
+        try:
+            out = work()
+        finally:
+            for lock in done:
+                lock.acquire()
+        if errors:
+            raise errors[0]
+        return out
 
     for lock in go + done:
         lock.acquire()
@@ -264,21 +289,15 @@ def _in_threads(kernel, args, n: int, iters: int, threads: int, t: int, hs: bool
         h.start()
     try:
         for r in range(rounds):
+            if r > 0:  # θᵀ from the θ of the last update
+                kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)
             state["blocks"] = iter(range(0, n, block))
-            for lock in go:
-                lock.release()
-            try:
-                blocks(r)
-            finally:
-                for lock in done:
-                    lock.acquire()
-            if errors:
-                raise errors[0]
+            run_phase(lambda: tasks(r, 0))
             if update:
-                state["t"], state["hs"] = kernel(*args, state["t"], state["hs"], carry, True, False, 0, 0, r, r + 1)
+                state["t"], state["hs"] = run_phase(lambda: outer_update(r, 0))
     finally:
         state["stop"] = True
-        for lock in go:  # a helper still waiting for a round (after an error or Ctrl-C) stops
+        for lock in go:  # a helper still waiting for a phase (after an error or Ctrl-C) stops
             if lock.locked():
                 lock.release()
         for h in helpers:

@@ -14,14 +14,15 @@ backend (:mod:`minireptile.backends.numba_cpu`) runs ranges on several Python th
 Layout (B = minibatch, L = layers, P = parameters, A = B·sum(sizes)):
 
     phi  (n, P)   one row per task, θ's layout (W (out, in) then b, per layer); adapted in place
-    wt   (n, P)   per task: W transposed, (in, out), at the same offsets (for layers with tlive)
-    act  (n, A)   per task: layer inputs a_l (B, sizes[l]) at aoffs[l]; the output at aoffs[L]
-    dlt  (n, A)   per task: dL/dz of each layer's output, same offsets as act
-    grad (n, P)   per task: the gradient dθ (Adam: all of it; SGD: the biases, weights are fused)
+    wt   (T, P)   per thread: W transposed, (in, out), at the same offsets (for layers with tlive)
+    act  (T, A)   per thread: layer inputs a_l (B, sizes[l]) at aoffs[l]; the output at aoffs[L]
+    dlt  (T, A)   per thread: dL/dz of each layer's output, same offsets as act
+    grad (T, P)   per thread: the gradient dθ (Adam: all of it; SGD: the biases, weights are fused)
 
-Everything is allocated by the caller before the step loop; task i reads and writes only row i,
-and reductions over tasks run afterwards in task order, so 1 and 2 threads give bitwise equal
-results. No random numbers are drawn: minibatches come in as an index plan.
+Everything is allocated by the caller before the step loop; task i writes only row i of the
+outputs and the scratch row of the thread that runs it (reused task after task: a meta-batch's
+working set is its φ rows, not five rows per task), and reductions over tasks run afterwards in
+task order, so 1 and 2 threads give bitwise equal results. No random numbers are drawn: minibatches come in as an index plan.
 
 How it is fast (gist net 1-64-64-1, minibatch 10, on a 2-core AVX-512 EPYC; docs/benchmarks.md):
 
@@ -272,9 +273,10 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
 
 
 @njit(**_INLINE)
-def _run_task(i, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
+def _run_task(i, k, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
               X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t0):
-    """Task i (int64) of iteration it: start rows from θ (and θᵀ, the carried Adam state), adapt, store loss."""
+    """Task i (int64) of iteration it in scratch row k (the calling thread's): start from θ (and θᵀ,
+    the carried Adam state), adapt, store φ_i, the moments and the loss."""
     P = phi.shape[1]
     shared = theta.shape[0] == 1
     r = 0 if shared else i
@@ -282,7 +284,7 @@ def _run_task(i, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, ac
         phi[i, p] = theta[r, p]
     if shared:
         for p in range(P):
-            wt[i, p] = tht[p]
+            wt[k, p] = tht[p]
     if opt_code == km.OPT_ADAM:
         if has_state:
             rs = 0 if m0.shape[0] == 1 else i
@@ -293,7 +295,7 @@ def _run_task(i, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, ac
             for p in range(P):
                 m[i, p] = 0
                 v[i, p] = 0
-    task_loss[i] = _adapt_task(phi[i], m[i], v[i], wt[i], act[i], dlt[i], grad[i],
+    task_loss[i] = _adapt_task(phi[i], m[i], v[i], wt[k], act[k], dlt[k], grad[k],
                                X[it, i], Yf[it, i], Yi[it, i], plans[it, i], offs, aoffs, wlive, tlive,
                                act_code, loss_code, opt_code, hyper, t0, shared)
 
@@ -318,30 +320,32 @@ def _start_chunk(theta, tht, offs, tlive):
 
 
 @njit(**_JIT)
-def _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, tht, wt, eps, opt_code, t, steps,
-                   has_state, carry, tblock):
+def _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, eps, opt_code, t, steps,
+                   has_state, carry, tblock, c0, c1):
     """After every task of iteration it: its mean loss, the outer update, the carried Adam state.
 
-    Reductions over tasks run here, on one thread: the tasks in task order within blocks of
-    ``tblock`` tasks, then the block sums in block order (``tblock >= n``: one block, the plain sum
-    in task order), as the distributed meta-batch (:mod:`minireptile.backends.distributed`) adds
-    them. Returns (t, has_state) for the next iteration.
+    Reductions over tasks: the tasks in task order within blocks of ``tblock`` tasks, then the
+    block sums in block order (``tblock >= n``: one block, the plain sum in task order), as the
+    distributed meta-batch (:mod:`minireptile.backends.distributed`) adds them. The updates cover
+    parameter columns [c0, c1): threads may share the columns out, and each column is reduced the
+    same way whoever runs it; the mean loss is written by the call with c0 = 0. Returns
+    (t, has_state) for the next iteration.
     """
     n = task_loss.shape[0]
-    total = 0.0
-    for a in range(0, n, tblock):
-        part = 0.0
-        for i in range(a, min(a + tblock, n)):
-            part += task_loss[i]
-        total += part
-    iter_loss[it] = total / n
+    if c0 == 0:
+        total = 0.0
+        for a in range(0, n, tblock):
+            part = 0.0
+            for i in range(a, min(a + tblock, n)):
+                part += task_loss[i]
+            total += part
+        iter_loss[it] = total / n
     e = phi.dtype.type(eps[it])  # θ ← θ + ε·(mean_i φ_i − θ), as reptile.reptile_update
-    _reptile_update(theta[0], phi, e, red, blk, tblock)
-    _reptile_update(tht, wt, e, red, blk, tblock)  # θᵀ alike (junk outside the kept Wᵀ is never read)
+    _reptile_update(theta[0], phi, e, red, blk, tblock, c0, c1)
     if opt_code == km.OPT_ADAM:
         if carry:  # as reptile.carry_state: the task-mean moments, t advanced by the steps
-            _mean_rows(m0[0], m, blk, tblock)
-            _mean_rows(v0[0], v, blk, tblock)
+            _mean_rows(m0[0], m, blk, tblock, c0, c1)
+            _mean_rows(v0[0], v, blk, tblock, c0, c1)
             return t + steps, True
         return 0, False
     return t, has_state
@@ -358,22 +362,24 @@ def _entry(act_code, loss_code, opt_code):
     @njit(**_JIT)
     def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, tht, wt, act, dlt, grad,
                   X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, hyper, tblock,
-                  t0, has_state, carry, update, start, lo, hi, it_lo, it_hi):
+                  t0, has_state, carry, update, start, lo, hi, it_lo, it_hi, c_lo, c_hi, k):
         """Tasks [lo, hi) of outer iterations [it_lo, it_hi), on the calling thread; return (t, has_state).
 
         With ``start``, first fill tht from θ. With ``update``, after each iteration's tasks: its mean
-        loss, the outer update, the carried Adam state (this needs every task of the iteration done:
-        lo = 0, hi = n, or lo = hi after other calls ran the tasks). The GIL is released, so Python
-        threads can run disjoint task ranges of one iteration at once (numba_cpu._call does).
+        loss, the outer update, the carried Adam state on parameter columns [c_lo, c_hi) (this needs
+        every task of the iteration done: lo = 0, hi = n, or lo = hi after other calls ran the tasks);
+        when that call covers every column it also refills tht from the new θ. The GIL is released,
+        so Python threads can run disjoint task ranges of one iteration at once (numba_cpu._call
+        does), each with its own scratch row k.
 
         In/out: theta (R, P) start point, R = 1 (shared) or n (one per task; only without update),
         θ after the chunk when ``update``; m0, v0 (Rm, P) Adam state to start from when ``has_state``,
         the carried (task-mean) state after the chunk when ``carry``.
         Outputs: phi, m, v (n, P) adapted parameters and moments of the last iteration; task_loss (n,)
         their mean pre-update losses; iter_loss (iters,) mean over tasks per iteration.
-        Scratch: red, blk, tht (P,); wt, grad (n, P); act, dlt (n, A). With a shared θ (R = 1), tht carries
-        θ with each kept Wᵀ in place of W, updated by the same arithmetic as θ (the tasks' wt rows are
-        exact transposes of their φ rows), so no task transposes its weights at its start.
+        Scratch: red, blk, tht (P,); wt, grad (T, P); act, dlt (T, A), row k used. With a shared θ
+        (R = 1), tht holds θ with each kept Wᵀ in place of W, so no task transposes its weights at
+        its start.
         Inputs: X (iters, n, n_points, d_in); Yf (iters, n, n_points, d_out) for mse else a dummy
         (iters, n, 1, 1); Yi (iters, n, n_points) for ce else a dummy (iters, n, 1); plans
         (iters, n, steps, B); eps (iters,) float64.
@@ -388,11 +394,16 @@ def _entry(act_code, loss_code, opt_code):
             _start_chunk(theta, tht, offs, tlive)
         for it in range(it_lo, it_hi):
             for i in range(lo, hi):
-                _run_task(i, it, theta, tht, m0, v0, hs, phi, m, v, task_loss, wt, act, dlt, grad,
+                _run_task(i, k, it, theta, tht, m0, v0, hs, phi, m, v, task_loss, wt, act, dlt, grad,
                           X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)
             if update:
-                t, hs = _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, tht, wt, eps,
-                                       opt_code, t, steps, hs, carry, tblock)
+                t, hs = _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, eps,
+                                       opt_code, t, steps, hs, carry, tblock, c_lo, c_hi)
+                if c_lo == 0 and c_hi == phi.shape[1]:  # the whole update here: θᵀ for the next iteration
+                    if phi.shape[0] == 1:  # the one task's Wᵀ is in wt[k]: θᵀ by θ's arithmetic (cheaper)
+                        _reptile_update(tht, wt[k:k + 1], phi.dtype.type(eps[it]), red, blk, tblock, c_lo, c_hi)
+                    else:
+                        _start_chunk(theta, tht, offs, tlive)
         return t, hs
     return run_chunk
 
@@ -413,50 +424,63 @@ def chunk_kernel(act_code: int, loss_code: int, opt_code: int):
 
 
 @njit(**_JIT)
-def _block_sum(out, rows, blk, tblock):
-    """out = Σ_k s_k, s_k = rows[k·tblock] + rows[k·tblock + 1] + … (in order), the s_k added in order.
+def _block_sum(out, rows, blk, tblock, c0, c1):
+    """out = Σ_k s_k, s_k = rows[k·tblock] + rows[k·tblock + 1] + … (in order), the s_k added in order,
+    on columns [c0, c1).
 
     out, blk (P,) (blk is scratch); rows (n, P), n >= 1. With tblock >= n: rows summed in order, as
-    NumPy's ``rows.sum(axis=0)``.
+    NumPy's ``rows.sum(axis=0)``. (1-D slices, so the column loops vectorise.)
     """
-    n, P = rows.shape
-    for p in range(P):
-        out[p] = rows[0, p]
+    n = rows.shape[0]
+    o = out[c0:c1]
+    b = blk[c0:c1]
+    r = rows[0][c0:c1]
+    for p in range(o.shape[0]):
+        o[p] = r[p]
     for i in range(1, min(tblock, n)):
-        for p in range(P):
-            out[p] += rows[i, p]
+        r = rows[i][c0:c1]
+        for p in range(o.shape[0]):
+            o[p] += r[p]
     for a in range(tblock, n, tblock):
-        for p in range(P):
-            blk[p] = rows[a, p]
+        r = rows[a][c0:c1]
+        for p in range(b.shape[0]):
+            b[p] = r[p]
         for i in range(a + 1, min(a + tblock, n)):
-            for p in range(P):
-                blk[p] += rows[i, p]
-        for p in range(P):
-            out[p] += blk[p]
+            r = rows[i][c0:c1]
+            for p in range(b.shape[0]):
+                b[p] += r[p]
+        for p in range(o.shape[0]):
+            o[p] += b[p]
 
 
 @njit(**_JIT)
-def _reptile_update(theta, rows, e, red, blk, tblock):
-    """theta ← theta + e·(mean_i rows[i] − theta), the mean as the blocked sum (:func:`_block_sum`) / n.
+def _reptile_update(theta, rows, e, red, blk, tblock, c0, c1):
+    """theta ← theta + e·(mean_i rows[i] − theta) on columns [c0, c1), the mean as the blocked sum
+    (:func:`_block_sum`) / n.
 
     theta (P,), rows (n, P), e in theta's dtype, red, blk (P,) scratch (unused for n = 1).
     """
-    n, P = rows.shape
+    n = rows.shape[0]
     nf = rows.dtype.type(n)
+    th = theta[c0:c1]
     if n == 1:
-        for p in range(P):
-            theta[p] = theta[p] + e * (rows[0, p] / nf - theta[p])
+        r = rows[0][c0:c1]
+        for p in range(th.shape[0]):
+            th[p] = th[p] + e * (r[p] / nf - th[p])
         return
-    _block_sum(red, rows, blk, tblock)
-    for p in range(P):
-        theta[p] = theta[p] + e * (red[p] / nf - theta[p])
+    _block_sum(red, rows, blk, tblock, c0, c1)
+    acc = red[c0:c1]
+    for p in range(th.shape[0]):
+        th[p] = th[p] + e * (acc[p] / nf - th[p])
 
 
 @njit(**_JIT)
-def _mean_rows(out, rows, blk, tblock):
-    """out = the blocked sum of rows (:func:`_block_sum`) / n; with one block NumPy's rows.mean(axis=0)."""
-    n, P = rows.shape
-    _block_sum(out, rows, blk, tblock)
+def _mean_rows(out, rows, blk, tblock, c0, c1):
+    """out = the blocked sum of rows (:func:`_block_sum`) / n on columns [c0, c1); with one block
+    NumPy's rows.mean(axis=0)."""
+    n = rows.shape[0]
+    _block_sum(out, rows, blk, tblock, c0, c1)
+    o = out[c0:c1]
     nf = rows.dtype.type(n)
-    for p in range(P):
-        out[p] /= nf
+    for p in range(o.shape[0]):
+        o[p] /= nf
