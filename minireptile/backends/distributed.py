@@ -196,8 +196,8 @@ class DistributedBackend:
     def _source_future(self, renew: bool):
         if self._source is None:
             raise ValueError("X: RemoteRows need bind_tasks(sample_block, block_iters) first")
-        if self._source[1] is None or renew:
-            self._source[1] = self.client.scatter(self._source[0], broadcast=True, hash=False)
+        if self._source[1] is None or renew:   # again after a loss: to one worker (others fetch it from there)
+            self._source[1] = self.client.scatter(self._source[0], broadcast=not renew, hash=False)
         return self._source[1]
 
     def train_chunk(self, spec, theta, X, Y, plans, eps, opt, state=None, task_block=None, *, check_finite=True):
@@ -255,8 +255,10 @@ class DistributedBackend:
         are scattered again and the round is resubmitted (at most RETRIES times).
         """
         client = self.client
+        # θ travels inside each block's task (not scattered): a task is then complete in itself, and a
+        # worker that dies mid-iteration cannot hold the only copy of an input
+        theta_state = (theta, state)
         for attempt in range(RETRIES + 1):
-            theta_state = client.scatter((theta, state), broadcast=True, hash=False)
             if isinstance(X, RemoteRows):
                 source = self._source_future(renew=attempt > 0)
                 futures = [client.submit(_adapt_source_block, source, X.b, X.j0 + j, a, min(a + B, n_tasks), spec,

@@ -591,7 +591,10 @@ def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
                         ledger.set(name, "failed", exit_status=res["status"], seconds=res["seconds"])
                         failed += 1
                 report(done, len(running), failed, force=True)
-            executing = {k for keys in client.run(_executing).values() for k in keys}
+            try:  # a worker that just died is skipped (its runs are started again elsewhere)
+                executing = {k for keys in client.run(_executing, on_error="ignore").values() for k in keys}
+            except (OSError, TimeoutError):
+                executing = set()
             for f, name in futures.items():
                 if f.key in executing and name not in running:
                     running.add(name)
