@@ -5,8 +5,9 @@ Contract
 :func:`distributed_backend` turns a ``dask.distributed.Client`` into a backend that
 :func:`minireptile.reptile.meta_train` drives like any other. Each outer iteration of n tasks is cut
 into blocks of ``task_block`` tasks (the run's :attr:`~minireptile.config.ReptileConfig.task_block`;
-None: one block). Each block is adapted on a worker by the numba backend's ``inner_loop`` and comes
-back as its sums over the block's tasks, added in task order: Σφ (P,), Σ loss and, when Adam carries
+None: one block). Each block is adapted on a worker by the numba backend's ``inner_loop`` (consecutive
+blocks are grouped into one Dask task per worker thread, to send fewer messages) and comes back as its
+sums over the block's tasks, added in task order: Σφ (P,), Σ loss and, when Adam carries
 its state, Σm and Σv. The driver adds the block sums in block order and applies the Reptile update
 
     θ ← θ + ε·(S / n − θ),   S = s_0 + s_1 + …,   s_k = φ_{kB} + φ_{kB+1} + …   (each sum in order)
@@ -69,19 +70,23 @@ def _row_sum(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def block_sums(backend, spec, theta, X, Y, plan, opt, state) -> BlockSums:
-    """Adapt a block of tasks with ``backend.inner_loop`` and return its :class:`BlockSums`.
+def block_sums(backend, spec, theta, X, Y, plan, opt, state, bounds) -> list[BlockSums]:
+    """Adapt consecutive blocks of tasks in one ``backend.inner_loop`` call; their :class:`BlockSums`.
 
-    X (k, n_points, d_in), Y, plan (k, steps, batch): the block's tasks; state: the carried Adam
-    state (moments (P,)) or None.
+    X (k, n_points, d_in), Y, plan (k, steps, batch): the blocks' tasks; bounds: each block's
+    (start, stop) rows in them, in order; state: the carried Adam state (moments (P,)) or None. A task's
+    φ does not depend on the other tasks of the call, so the sums are those of one call per block.
     """
     res = backend.inner_loop(spec, theta, X, Y, plan, opt, state)
-    loss = 0.0
-    for value in res.loss:
-        loss += float(value)
     carry = opt.name == "adam" and opt.state_policy == "carry"
-    m, v = (_row_sum(res.state.m), _row_sum(res.state.v)) if carry else (None, None)
-    return BlockSums(_row_sum(res.phi), loss, m, v)
+    out = []
+    for a, z in bounds:
+        loss = 0.0
+        for value in res.loss[a:z]:
+            loss += float(value)
+        m, v = (_row_sum(res.state.m[a:z]), _row_sum(res.state.v[a:z])) if carry else (None, None)
+        out.append(BlockSums(_row_sum(res.phi[a:z]), loss, m, v))
+    return out
 
 
 class TaskSource:
@@ -117,19 +122,36 @@ class TaskSource:
         return self._backend
 
 
-def _adapt_source_block(source: TaskSource, b, j, a, z, spec, theta_state, opt) -> BlockSums:
-    """Worker task: tasks a … z−1 of row j of sampled block b, adapted from θ (``theta_state``)."""
+def _adapt_source_blocks(source: TaskSource, b, j, a, z, bounds, spec, theta_state, opt) -> list[BlockSums]:
+    """Worker task: the blocks ``bounds`` (rows relative to a) of tasks a … z−1 of row j of sampled block b."""
     X, Y, plans = source.block(b)
     theta, state = theta_state
-    return block_sums(source.backend(), spec, theta, X[j, a:z], Y[j, a:z], plans[j, a:z], opt, state)
+    return block_sums(source.backend(), spec, theta, X[j, a:z], Y[j, a:z], plans[j, a:z], opt, state, bounds)
 
 
-def _adapt_arrays(X, Y, plan, spec, theta_state, opt) -> BlockSums:
-    """Worker task: the given tasks (arrays sent with the call), adapted from θ."""
+def _adapt_arrays(X, Y, plan, bounds, spec, theta_state, opt) -> list[BlockSums]:
+    """Worker task: the given tasks (arrays sent with the call) in blocks ``bounds``, adapted from θ."""
     from . import get_backend
 
     theta, state = theta_state
-    return block_sums(get_backend("numba"), spec, theta, X, Y, plan, opt, state)
+    return block_sums(get_backend("numba"), spec, theta, X, Y, plan, opt, state, bounds)
+
+
+def groups_of_blocks(n_tasks: int, B: int, slots: int) -> list[tuple[int, int, list]]:
+    """The blocks of B tasks cut into at most ``slots`` runs of consecutive blocks, one Dask task each.
+
+    Returns (a, z, bounds) per Dask task: tasks a … z−1 and each block's rows relative to a. How blocks
+    are grouped changes only the number of messages, never a block or the order of the block sums.
+    """
+    blocks = [(a, min(a + B, n_tasks)) for a in range(0, n_tasks, B)]
+    g = max(1, min(slots, len(blocks)))
+    cuts = [len(blocks) * k // g for k in range(g + 1)]
+    out = []
+    for k in range(g):
+        part = blocks[cuts[k]:cuts[k + 1]]
+        a0 = part[0][0]
+        out.append((a0, part[-1][1], [(a - a0, z - a0) for a, z in part]))
+    return out
 
 
 class RemoteRows:
@@ -259,15 +281,17 @@ class DistributedBackend:
         # worker that dies mid-iteration cannot hold the only copy of an input
         theta_state = (theta, state)
         for attempt in range(RETRIES + 1):
+            slots = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
+            groups = groups_of_blocks(n_tasks, B, slots)
             if isinstance(X, RemoteRows):
                 source = self._source_future(renew=attempt > 0)
-                futures = [client.submit(_adapt_source_block, source, X.b, X.j0 + j, a, min(a + B, n_tasks), spec,
-                                         theta_state, opt, pure=False) for a in range(0, n_tasks, B)]
+                futures = [client.submit(_adapt_source_blocks, source, X.b, X.j0 + j, a, z, bounds, spec,
+                                         theta_state, opt, pure=False) for a, z, bounds in groups]
             else:
-                futures = [client.submit(_adapt_arrays, X[j, a:a + B], Y[j, a:a + B], plans[j, a:a + B], spec,
-                                         theta_state, opt, pure=False) for a in range(0, n_tasks, B)]
+                futures = [client.submit(_adapt_arrays, X[j, a:z], Y[j, a:z], plans[j, a:z], bounds, spec,
+                                         theta_state, opt, pure=False) for a, z, bounds in groups]
             try:
-                return client.gather(futures)
+                return [part for parts in client.gather(futures) for part in parts]
             except _lost_errors():
                 if attempt == RETRIES:
                     raise

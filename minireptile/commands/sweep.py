@@ -438,6 +438,7 @@ def plot_summary(path: Path, table: list, axes: list) -> bool:
                 ax.axhline(v["mean"], color="C0", label="mean")
                 if v["ci95"] is not None:
                     ax.axhspan(v["mean"] - v["ci95"], v["mean"] + v["ci95"], color="C0", alpha=0.2, label="95% CI")
+                ax.set_xticks(e["seeds"])
                 ax.set_xlabel("seed")
                 ax.legend(fontsize=8)
             else:
@@ -468,7 +469,7 @@ def plot_summary(path: Path, table: list, axes: list) -> bool:
                     ax.legend(fontsize=8)
             ax.set_ylabel(m)
             ax.grid(alpha=0.3)
-    fig.suptitle("mean over seeds, bars: 95% CI")
+    fig.suptitle("each run, the mean over seeds and its 95% CI" if not axes else "mean over seeds, bars: 95% CI")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -533,8 +534,9 @@ def _sweep(own, command, planned, axes, out: Path, ledger: Ledger) -> int:
     names = {r["name"] for r in planned}
     todo = [r for r in ledger.rows(names) if r["state"] != "done"]
     n_seeds = len({r["seed"] for r in planned})
-    print(f"minireptile sweep: {command}, {len(planned)} runs ({n_seeds} seeds x {len(planned) // n_seeds} grid "
-          f"points) in {out}; {len(planned) - len(todo)} done, {len(todo)} to run", flush=True)
+    n_points = len(planned) // n_seeds
+    print(f"minireptile sweep: {command}, {len(planned)} runs ({n_seeds} seed{'s' * (n_seeds > 1)} x {n_points} grid "
+          f"point{'s' * (n_points > 1)}) in {out}; {len(planned) - len(todo)} done, {len(todo)} to run", flush=True)
     if todo:
         _execute(own, command, todo, out, ledger, len(planned))
     rows = ledger.rows(names)
