@@ -156,7 +156,7 @@ def main() -> int:
     else:
         batches = {"gist": [2, 32, 256, 1024, 4096], "omniglot": [2, 16, 64]}
         iters = {"gist": 40, "omniglot": 6}
-        repeats, runs, run_iters = args.repeats, args.runs, 3000
+        repeats, runs, run_iters = args.repeats, args.runs, 30000   # the default `minireptile sine` run
     load = os.getloadavg()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
