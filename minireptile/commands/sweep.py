@@ -1,7 +1,7 @@
 """``minireptile sweep COMMAND ...``: a grid of a command's runs, on a Dask cluster, with a durable ledger.
 
 A sweep is seeds (``--seeds 0-9``) × flag values (``--grid inner-lr=0.01,0.02``, repeatable, or a TOML
-file) of one command (``sine`` or ``omniglot``). Every other flag is passed to each run unchanged. Each
+file) of one command (``sine``, ``omniglot`` or ``compare``). Every other flag is passed to each run unchanged. Each
 run is exactly ``minireptile COMMAND ... --seed S --out OUT/runs/NAME --json OUT/runs/NAME/result.json``,
 started as its own process on a worker: its own folder, checkpoint, log and JSON.
 
@@ -39,7 +39,7 @@ from . import runs
 from .cluster import add_cluster_flags
 from .common import FlagError
 
-SWEEPABLE = ("sine", "omniglot")
+SWEEPABLE = ("sine", "omniglot", "compare")
 # flags the sweep sets for each run (a user value would make the runs collide or be lost)
 OWNED = ("--seed", "--out", "--json", "--resume", "--overwrite", "--stop-after", "--quiet", "--workers", "--scheduler")
 DEFAULT_OUT = "runs/sweep-{command}"
@@ -140,9 +140,9 @@ def read_grid_file(path: Path):
 
 
 def _command_module(command: str):
-    from . import omniglot, sine
+    from . import compare, omniglot, sine
 
-    return {"sine": sine, "omniglot": omniglot}[command]
+    return {"sine": sine, "omniglot": omniglot, "compare": compare}[command]
 
 
 def plan_runs(command: str, base: list, seeds, axes) -> list[dict]:
@@ -340,12 +340,23 @@ def _die_with_parent() -> None:
 # ---------------------------------------------------------------------------------------------
 def metrics(command: str, summary: dict) -> dict:
     """The metrics a run's JSON reports, by name (the table's columns)."""
+    if command == "compare":
+        return _compare_metrics(summary)
     e = summary["eval"]
     if command == "sine":
         k = e["steps"][-1]
         return {f"meta-learned MSE @{k}": e["meta_mse"][-1], f"random-init MSE @{k}": e["random_mse"][-1]}
     k = e["steps"][-1]
     return {f"meta-learned acc @{k}": e["meta"]["accuracy"], f"random-init acc @{k}": e["random_init"]["accuracy"]}
+
+
+def _compare_metrics(summary: dict) -> dict:
+    """`compare`: each algorithm's mean test loss at its last step, for the most shots evaluated."""
+    out = {}
+    for name, per_k in summary["results"].items():
+        K = max(per_k, key=int)
+        out[f"{name} loss K={K} @{per_k[K]['steps'][-1]}"] = per_k[K]["mean"][-1]
+    return out
 
 
 def summarise(command: str, rows: list, axes: list) -> list[dict]:
