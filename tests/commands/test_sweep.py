@@ -148,3 +148,15 @@ def test_a_killed_driver_is_resumed_by_the_same_command(client, finished, tmp_pa
     proc.wait()
     assert main(["sweep", "sine", *GRID, *RUN, "--out", str(out), "--scheduler", client.scheduler.address]) == 0
     assert metrics_of(out) == metrics_of(finished)
+
+
+def test_metrics_of_each_command_come_from_its_json():
+    from minireptile.commands.sweep import metrics
+
+    sine = {"eval": {"steps": [0, 32], "meta_mse": [3.0, 0.5], "random_mse": [3.0, 2.5]}}
+    assert metrics("sine", sine) == {"meta-learned MSE @32": 0.5, "random-init MSE @32": 2.5}
+    omniglot = {"eval": {"steps": [0, 50], "meta": {"accuracy": 0.9}, "random_init": {"accuracy": 0.4}}}
+    assert metrics("omniglot", omniglot) == {"meta-learned acc @50": 0.9, "random-init acc @50": 0.4}
+    compare = {"results": {"reptile": {"5": {"steps": [0, 10], "mean": [2.0, 1.0]},
+                                       "10": {"steps": [0, 10], "mean": [2.0, 0.7]}}}}
+    assert metrics("compare", compare) == {"reptile loss K=10 @10": 0.7}
