@@ -20,14 +20,17 @@ import signal
 import sys
 import threading
 
-from .commands import compare, omniglot, sine, sweep
 from ._version import __version__
-from .commands.common import COMMANDS, EXIT_DIVERGED, EXIT_OK, EXIT_IO, EXIT_SIGNAL, EXIT_USAGE, FlagError, Parser  # noqa: F401
-from .errors import BackendUnavailableError, CheckpointError, DivergenceError
-from .tasks.streams import DEFAULT_SEED
+
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``minireptile`` parser with every command's subparser (imports the commands)."""
+    from .commands import compare, omniglot, sine, sweep
+    from .commands.common import Parser
+    from .tasks.streams import DEFAULT_SEED
+
     parser = Parser(prog="minireptile", description="Reptile meta-learning for MLPs in NumPy and Numba.",
                     epilog="Run `minireptile COMMAND --help` for a command's flags. Every command takes --seed "
                     f"(default {DEFAULT_SEED}), --threads, --backend and --quiet.")
@@ -43,9 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``minireptile`` console script. Returns the exit status (see the module doc).
 
-    Bad flag values make argparse exit via SystemExit(2) after one line on stderr.
+    Bad flag values make argparse exit via SystemExit(2) after one line on stderr. The commands are
+    imported here, not when this module is, so a Ctrl-C while they load is one line and status 130.
     """
-    parser = build_parser()
+    try:
+        parser = build_parser()
+        from .commands.common import EXIT_SIGNAL
+    except KeyboardInterrupt:
+        print("minireptile: interrupted while starting", file=sys.stderr)
+        return EXIT_INTERRUPTED
     args = parser.parse_args(argv)
     if args.command is None:  # bare `minireptile`: usage and the list of commands
         parser.print_help()
@@ -62,6 +71,9 @@ def main(argv=None) -> int:
 
 
 def _run(prog: str, args) -> int:
+    from .commands.common import EXIT_DIVERGED, EXIT_IO, EXIT_SIGNAL, EXIT_USAGE, FlagError
+    from .errors import BackendUnavailableError, CheckpointError, DivergenceError
+
     try:
         return int(args.run(args) or 0)
     except FlagError as exc:

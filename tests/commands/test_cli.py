@@ -48,3 +48,42 @@ def test_bad_flag_values_exit_2_with_one_line_naming_the_flag(flag, value):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in proc.stderr
+
+
+INTERRUPT_WHILE_LOADING = r"""
+import sys
+
+
+class Interrupt:  # a Ctrl-C that arrives while the command line imports its commands
+    def find_spec(self, name, path=None, target=None):
+        if name == "minireptile.commands.sine":
+            raise KeyboardInterrupt
+        return None
+
+
+sys.meta_path.insert(0, Interrupt())
+from minireptile.cli import main
+
+sys.exit(main(["sine", "--iters", "1"]))
+"""
+
+
+def test_ctrl_c_while_the_command_line_starts_is_one_line_and_status_130(tmp_path):
+    """Importing minireptile.cli imports no command; a Ctrl-C while they load is handled by main()."""
+    proc = subprocess.run([sys.executable, "-c", INTERRUPT_WHILE_LOADING], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["minireptile: interrupted while starting"]
+    assert not list(tmp_path.iterdir())  # nothing was written
+
+
+def test_importing_the_package_or_the_command_line_is_lazy():
+    code = ("import sys, minireptile, minireptile.cli\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('minireptile'))\n"
+            "assert loaded == ['minireptile', 'minireptile._version', 'minireptile.cli'], loaded\n"
+            "assert 'numpy' not in sys.modules\n"
+            "from minireptile import meta_train, Reptile\n"
+            "assert meta_train.__module__ == 'minireptile.reptile' and minireptile.tasks.stream_rng\n"
+            "assert set(minireptile.__all__) <= set(dir(minireptile))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
