@@ -298,6 +298,26 @@ def test_dot_float64_equals_its_numpy_twin(n, xo, yo, seed):
     assert abs(_dot(x, xo, y, yo, n) - dot_reference(x, xo, y, yo, n)) <= 1e-13 * scale
 
 
+@pytest.mark.parametrize("update", [False, True], ids=["inner-loop", "chunk"])
+def test_an_error_in_a_helper_thread_is_raised_by_the_call_and_every_thread_stops(update):
+    import threading
+    import time
+
+    def kernel(*args):  # the compiled kernel's call convention; scratch row k = 1 is the helper's
+        lo, hi, k = args[-7], args[-6], args[-1]
+        if k == 1 and hi > lo:
+            raise RuntimeError("boom in the helper")
+        if hi > lo:
+            time.sleep(0.005)  # the caller's blocks take a while: the helper gets some
+        return args[-12], args[-11]  # (t, has_state)
+
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="boom in the helper"):
+        numba_backend._in_threads(kernel, (), n=64, iters=3, P=10, threads=2, t=0, hs=False, carry=False,
+                                  update=update)
+    assert threading.active_count() == before
+
+
 # ---------------------------------------------------------------------------------------------
 # the backend object, warmup, threading layer
 # ---------------------------------------------------------------------------------------------
