@@ -225,81 +225,86 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
                 update: bool) -> int:
     """Run the kernel's tasks on ``threads`` Python threads; return the Adam step count after it.
 
-    Each outer iteration's tasks are cut into blocks that the threads take in turn (the kernel
-    releases the GIL); each block writes only its tasks' rows, so the result does not depend on
-    the number of threads or on who ran what. With ``update``, once every task of the iteration
-    is done, the threads share out the parameter columns of the outer update (each column is
-    reduced over tasks in task order, whoever runs it) before anyone starts the next iteration.
-    Threads that wait block on a lock: nothing spins, so on a machine shared with other jobs an
-    idle thread costs nothing, and a descheduled one holds up one block, not half the meta-batch.
+    Work comes in phases: an outer iteration's tasks, cut into blocks, then (with ``update``) its
+    outer update, cut into blocks of parameter columns (each column reduced over tasks in task
+    order, whoever runs it). The calling thread and the helpers take the blocks of the current
+    phase in turn (the kernel releases the GIL); each block writes only its own rows or columns,
+    so the result does not depend on the number of threads or on who ran what. The caller waits
+    only for blocks a helper has started, never for a helper to wake up: on a machine shared with
+    other jobs, a descheduled helper costs at most the block it holds, and with no helper awake the
+    caller runs everything alone. Waiting threads block on a lock; nothing spins.
     """
     block = max(-(-n // (4 * threads)), min(8, -(-n // threads)))  # ≥ 8 tasks a block: one call costs ~µs
-    width = -(-P // (16 * threads)) * 16  # columns of the update per thread, whole 64-byte vectors
-    kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)  # tht from θ
-    rounds = iters if update else 1  # without an update the iterations are independent: one round
-    state = {"t": t, "hs": hs, "stop": False}
-    go = [threading.Lock() for _ in range(threads - 1)]   # released by the caller: start a phase
-    done = [threading.Lock() for _ in range(threads - 1)]  # released by a helper: its phase is done
+    width = -(-P // (16 * threads)) * 16  # columns of the update per block, whole 64-byte vectors
+    cond = threading.Condition()
+    state = {"phase": 0, "blocks": iter(()), "busy": 0, "stop": False, "t": t, "hs": hs}
     errors = []
 
-    def tasks(r, k):  # thread k (scratch row k) takes blocks of iteration r's tasks
+    def task_block(r, lo, k):
         it_lo, it_hi = (r, r + 1) if update else (0, iters)
-        for lo in state["blocks"]:  # next() on a shared iterator is atomic under the GIL
-            kernel(*args, state["t"], state["hs"], carry, False, False, lo, min(lo + block, n), it_lo, it_hi, 0, 0, k)
+        kernel(*args, state["t"], state["hs"], carry, False, False, lo, min(lo + block, n), it_lo, it_hi, 0, 0, k)
 
-    def outer_update(r, k):  # thread k's columns of iteration r's update
-        return kernel(*args, state["t"], state["hs"], carry, True, False, 0, 0, r, r + 1, min(k * width, P),
-                      min((k + 1) * width, P), k)
+    def update_block(r, c, k):
+        state["next"] = kernel(*args, state["t"], state["hs"], carry, True, False, 0, 0, r, r + 1, c,
+                               min(c + width, P), k)
 
-    def phase(k, work):
-        go[k].acquire()
-        if state["stop"]:
-            return False
-        try:
-            work()
-        except BaseException as exc:  # re-raised in the calling thread
-            errors.append(exc)
-        finally:
-            done[k].release()
-        return True
+    def take(blocks, k):
+        """Run blocks of one phase until none is left."""
+        while True:
+            with cond:
+                job = next(blocks, None)
+                if job is None:
+                    return
+                state["busy"] += 1
+            try:
+                job(k)
+            except BaseException as exc:  # re-raised in the calling thread
+                errors.append(exc)
+            finally:
+                with cond:
+                    state["busy"] -= 1
+                    cond.notify_all()
 
     def helper(k):
-        for r in range(rounds):
-            if not phase(k, lambda: tasks(r, k + 1)):
-                return
-            if update and not phase(k, lambda: outer_update(r, k + 1)):
-                return
+        seen = 0
+        while True:
+            with cond:
+                while not state["stop"] and state["phase"] == seen:
+                    cond.wait()
+                if state["stop"]:
+                    return
+                seen, blocks = state["phase"], state["blocks"]
+            take(blocks, k)
 
-    def run_phase(work):
-        for lock in go:
-            lock.release()
-        try:
-            out = work()
-        finally:
-            for lock in done:
-                lock.acquire()
+    def run_phase(jobs):
+        blocks = iter(jobs)
+        with cond:
+            state["phase"] += 1
+            state["blocks"] = blocks
+            cond.notify_all()
+        take(blocks, 0)
+        with cond:
+            while state["busy"]:
+                cond.wait()
         if errors:
             raise errors[0]
-        return out
 
-    for lock in go + done:
-        lock.acquire()
-    helpers = [threading.Thread(target=helper, args=(k,), daemon=True) for k in range(threads - 1)]
+    kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)  # tht from θ
+    helpers = [threading.Thread(target=helper, args=(k,), daemon=True) for k in range(1, threads)]
     for h in helpers:
         h.start()
     try:
-        for r in range(rounds):
+        for r in range(iters if update else 1):  # without an update the iterations are independent
             if r > 0:  # θᵀ from the θ of the last update
                 kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)
-            state["blocks"] = iter(range(0, n, block))
-            run_phase(lambda: tasks(r, 0))
+            run_phase([lambda k, lo=lo, r=r: task_block(r, lo, k) for lo in range(0, n, block)])
             if update:
-                state["t"], state["hs"] = run_phase(lambda: outer_update(r, 0))
+                run_phase([lambda k, c=c, r=r: update_block(r, c, k) for c in range(0, P, width)])
+                state["t"], state["hs"] = state["next"]
     finally:
-        state["stop"] = True
-        for lock in go:  # a helper still waiting for a phase (after an error or Ctrl-C) stops
-            if lock.locked():
-                lock.release()
+        with cond:
+            state["stop"] = True
+            cond.notify_all()
         for h in helpers:
             h.join()
     return state["t"]
