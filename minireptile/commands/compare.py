@@ -97,20 +97,13 @@ def add_parser(sub) -> None:
                    help="inner loops of Reptile/joint/evaluation and MAML's forward pass "
                    "(default: numba if importable, else numpy)")
     add_threads_flag(p)
-    p.add_argument("--out", type=Path,
-                   help="output folder of the checkpoint (default runs/compare; with --resume: the checkpoint's)")
-    p.add_argument("--checkpoint-every", type=nonnegative_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
-                   help=f"write OUT/checkpoint.npz every N iterations of each algorithm (default "
-                   f"{DEFAULT_CHECKPOINT_EVERY}; 0: only when an algorithm starts and ends)")
-    p.add_argument("--stop-after", type=positive_int, metavar="K",
-                   help="stop cleanly once K iterations of the run are done (the algorithms train one after the "
-                   "other, --iters each; counted from 0, also when resuming) and skip evaluation")
-    p.add_argument("--resume", type=Path, metavar="CKPT",
-                   help="continue the run saved in CKPT with its configuration (run-defining flags may be "
-                   "repeated only with the same values)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
-    p.add_argument("--json", type=Path, help="also write a JSON summary here")
+    runs.add_run_flags(
+        p, "runs/compare", DEFAULT_CHECKPOINT_EVERY,
+        out_help="output folder of the checkpoint (default runs/compare; with --resume: the checkpoint's)",
+        every_help=f"write OUT/checkpoint.npz every N iterations of each algorithm (default {DEFAULT_CHECKPOINT_EVERY}; "
+        "0: only when an algorithm starts and ends)",
+        stop_help="stop cleanly once K iterations of the run are done (the algorithms train one after the other, "
+        "--iters each; counted from 0, also when resuming) and skip evaluation")
     p.add_argument("--save", type=Path, help="also save every trained θ (and θ0) to this .npz")
     p.add_argument("--no-plot", action="store_true",
                    help="skip OUT/learning_curves.png (each algorithm's training loss) even if matplotlib is installed")

@@ -160,20 +160,7 @@ def add_parser(sub) -> None:
     p.add_argument("--cache-dir", type=Path,
                    help="cache folder used when the data folder is read-only (default ~/.cache/minireptile)")
     p.add_argument("--no-cache", action="store_true", help="decode the PNGs every time; write no cache")
-    p.add_argument("--out", type=Path,
-                   help="output folder (default runs/omniglot; with --resume: the checkpoint's folder)")
-    p.add_argument("--checkpoint-every", type=nonnegative_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
-                   help=f"write OUT/checkpoint.npz every N iterations (default {DEFAULT_CHECKPOINT_EVERY}; 0: only "
-                   "at the start and the end)")
-    p.add_argument("--stop-after", type=positive_int, metavar="K",
-                   help="stop cleanly once K iterations of the run are done (counted from iteration 0, also when "
-                   "resuming), write the checkpoint and skip evaluation")
-    p.add_argument("--resume", type=Path, metavar="CKPT",
-                   help="continue the run saved in CKPT with its configuration (run-defining flags may be "
-                   "repeated only with the same values)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
-    p.add_argument("--json", type=Path, help="also write a JSON summary here")
+    runs.add_run_flags(p, "runs/omniglot", DEFAULT_CHECKPOINT_EVERY)
     p.add_argument("--no-plot", action="store_true",
                    help="skip OUT/omniglot.png (query accuracy vs inner steps) even if matplotlib is installed")
     p.add_argument("--quiet", action="store_true", help="no progress bars or lines")

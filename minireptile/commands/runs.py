@@ -38,7 +38,7 @@ import numpy as np
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, DivergenceError
 from ..reptile import meta_train
-from .common import EXIT_DIVERGED, EXIT_SIGNAL, FlagError, Parser
+from .common import EXIT_DIVERGED, EXIT_SIGNAL, FlagError, Parser, nonnegative_int, positive_int
 
 LOCK_NAME = ".minireptile.lock"
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -214,6 +214,29 @@ def check_outputs(paths: dict, resume=None) -> None:
                 other = seen[key]
                 raise FlagError(flag, f"{str(p)!r} is also the output of {other}; give each output its own path")
             seen[key] = flag
+
+
+def add_run_flags(p, default_out: str, checkpoint_every: int, *, out_help: str | None = None,
+                  every_help: str | None = None, stop_help: str | None = None) -> None:
+    """The flags of a run's folder and checkpoints, the same in every command.
+
+    ``--out``, ``--checkpoint-every``, ``--stop-after``, ``--resume``, ``--overwrite`` and ``--json``;
+    the ``*_help`` arguments replace the default help where a command counts iterations differently.
+    """
+    p.add_argument("--out", type=Path, help=out_help or f"output folder (default {default_out}; with --resume: the "
+                   "checkpoint's folder)")
+    p.add_argument("--checkpoint-every", type=nonnegative_int, default=checkpoint_every, metavar="N",
+                   help=every_help or f"write OUT/checkpoint.npz every N iterations (default {checkpoint_every}; "
+                   "0: only at the start and the end)")
+    p.add_argument("--stop-after", type=positive_int, metavar="K",
+                   help=stop_help or "stop cleanly once K iterations of the run are done (counted from iteration 0, "
+                   "also when resuming), write the checkpoint and skip evaluation")
+    p.add_argument("--resume", type=Path, metavar="CKPT",
+                   help="continue the run saved in CKPT with its configuration (run-defining flags may be "
+                   "repeated only with the same values)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
+    p.add_argument("--json", type=Path, help="also write a JSON summary here")
 
 
 def check_checkpoint_slot(ckpt_path: Path, resume, overwrite: bool, command: str) -> None:

@@ -91,20 +91,7 @@ def add_parser(sub) -> None:
                    "the run, so θ is bitwise the same in one process and on any number of workers")
     add_cluster_flags(p, "adapt each meta-batch's blocks of tasks")
     p.add_argument("--eval-tasks", type=int_at_least(2), help="held-out tasks, >= 2 (default 1000)")
-    p.add_argument("--out", type=Path,
-                   help="output folder (default runs/sine; with --resume: the checkpoint's folder)")
-    p.add_argument("--checkpoint-every", type=nonnegative_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
-                   help=f"write OUT/checkpoint.npz every N iterations (default {DEFAULT_CHECKPOINT_EVERY}; 0: only "
-                   "at the start and the end)")
-    p.add_argument("--stop-after", type=positive_int, metavar="K",
-                   help="stop cleanly once K iterations of the run are done (counted from iteration 0, also when "
-                   "resuming), write the checkpoint and skip evaluation")
-    p.add_argument("--resume", type=Path, metavar="CKPT",
-                   help="continue the run saved in CKPT with its configuration (run-defining flags may be "
-                   "repeated only with the same values)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
-    p.add_argument("--json", type=Path, help="also write a JSON summary here")
+    runs.add_run_flags(p, "runs/sine", DEFAULT_CHECKPOINT_EVERY)
     p.add_argument("--no-plot", action="store_true", help="skip the plot even if matplotlib is installed")
     p.add_argument("--quiet", action="store_true", help="no progress bar or lines")
     p.set_defaults(run=run)
