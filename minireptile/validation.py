@@ -624,3 +624,17 @@ def classify_args(spec_, theta, Xs, Ys, Xq, Yq, plan, check_finite=True):
     plan = int_array("plan", plan, (("n_tasks", n), ("steps", None), ("batch", None)), 0, s,
                      f"support indices (s={s})", skip=(1,))
     return theta, Xs, Ys, Xq, Yq, plan
+
+
+def shots_arg(shots, n_points: int) -> int:
+    """Adaptation points per task for your own tasks: fewer than ``n_points`` (the rest are scored).
+
+    None picks half the points (at least 1).
+    """
+    if shots is None:
+        return max(1, n_points // 2)
+    shots = count("shots", shots)
+    if shots >= n_points:
+        raise ValueError(f"shots: expected fewer than the n_points={n_points} points of a task (the rest "
+                         f"are scored), got {shots}")
+    return shots

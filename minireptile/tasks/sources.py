@@ -219,11 +219,7 @@ class ArrayTasks(TaskSource):
         self.d_out = int(self.Y.max()) + 1 if self.loss == "ce" else self.Y.shape[2]
         if self.loss == "ce" and self.d_out < 2:
             raise ValueError(f"Y: expected integer labels of at least 2 classes, got only label {self.d_out - 1}")
-        default = max(1, self.n_points // 2)
-        self.shots = default if shots is None else check.count("shots", shots)
-        if self.shots >= self.n_points:
-            raise ValueError(f"shots: expected fewer than the n_points={self.n_points} points of a task (the rest "
-                             f"are scored), got {self.shots}")
+        self.shots = check.shots_arg(shots, self.n_points)
 
     def __repr__(self):
         return f"ArrayTasks({self.X.shape[0]} tasks of {self.n_points} points, loss {self.loss!r})"
@@ -277,11 +273,7 @@ class SamplerTasks(TaskSource):
         else:
             self.d_out = Y.shape[1]
         self.shape = (X.shape, Y.shape)
-        default = max(1, self.n_points // 2)
-        self.shots = default if shots is None else check.count("shots", shots)
-        if self.shots >= self.n_points:
-            raise ValueError(f"shots: expected fewer than the n_points={self.n_points} points of a task (the rest "
-                             f"are scored), got {self.shots}")
+        self.shots = check.shots_arg(shots, self.n_points)
 
     def __repr__(self):
         return f"SamplerTasks({getattr(self.sample, '__name__', 'sampler')}, {self.n_points} points, loss {self.loss!r})"
