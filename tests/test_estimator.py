@@ -145,3 +145,14 @@ def test_torchmeta_families_train_and_evaluate():
     assert np.isfinite(history).all()
     ev = model.evaluate(FamilyTasks("harmonic", noise_std=0.1, shots=5, n_eval=7), steps=(0, 2), n_tasks=3)
     assert ev.losses.shape == (3, 2) and np.isfinite(ev.mean).all()
+
+
+def test_your_own_tasks_need_points_left_to_score():
+    X = np.zeros((3, 4, 1))
+    assert ArrayTasks(X, np.zeros((3, 4, 1))).shots == 2                      # default: half the points
+    with pytest.raises(ValueError, match=r"shots: expected fewer than the n_points=4 points of a task .*got 4"):
+        ArrayTasks(X, np.zeros((3, 4, 1)), shots=4)
+    with pytest.raises(ValueError, match=r"shots: expected fewer than the n_points=6 points"):
+        SamplerTasks(lambda rng: (np.zeros((6, 1)), np.zeros((6, 1))), shots=6)
+    with pytest.raises(ValueError, match=r"shots: expected an integer >= 1, got 0"):
+        ArrayTasks(X, np.zeros((3, 4, 1)), shots=0)
