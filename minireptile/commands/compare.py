@@ -345,17 +345,12 @@ def run(args) -> int:
         raise FlagError("--resume", str(exc)) from None
     order, iters = trained(cfg), cfg["iters"]
     total = len(order) * iters
-    start = ck["iteration"] if ck is not None else 0
-    stop = total if args.stop_after is None else min(args.stop_after, total)
-    if stop < start:
-        raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
+    start, stop = runs.iteration_range(args, ck, total)
     runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
     with runs.claim_folder(out):
         plot = out / "learning_curves.png" if not args.no_plot else None
-        runs.check_outputs({"--out": [ckpt_path, plot], "--json": args.json, "--save": args.save},
-                           resume=args.resume)
-        runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "compare")
+        runs.check_run_outputs(args, ckpt_path, "compare", plot, **{"--save": args.save})
         return _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path)
 
 

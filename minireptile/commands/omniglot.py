@@ -339,16 +339,12 @@ def run(args) -> int:
     except CheckpointError as exc:
         raise FlagError("--resume", str(exc)) from None
     rcfg = _reptile_config(cfg)
-    start = ck["iteration"] if ck is not None else 0
-    stop = rcfg.iters if args.stop_after is None else min(args.stop_after, rcfg.iters)
-    if stop < start:
-        raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
+    start, stop = runs.iteration_range(args, ck, rcfg.iters)
     runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
     with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "omniglot.png" if not args.no_plot else None
-        runs.check_outputs({"--out": [ckpt_path, plot], "--json": args.json}, resume=args.resume)
-        runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "omniglot")
+        runs.check_run_outputs(args, ckpt_path, "omniglot", plot)
         backend = distributed_meta_batch(args, cfg["backend"], rcfg.meta_batch, cluster) or cfg["backend"]
         return _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend)
 

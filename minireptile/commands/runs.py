@@ -261,6 +261,26 @@ def check_checkpoint_slot(ckpt_path: Path, resume, overwrite: bool, command: str
                     "--out, or pass --overwrite to replace it")
 
 
+def iteration_range(args, ck: dict | None, total: int) -> tuple[int, int]:
+    """(start, stop) of this invocation: from the resumed checkpoint's iteration (else 0) up to
+    ``--stop-after`` (else ``total``); a FlagError if the checkpoint is already past ``--stop-after``."""
+    start = ck["iteration"] if ck is not None else 0
+    stop = total if args.stop_after is None else min(args.stop_after, total)
+    if stop < start:
+        raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
+    return start, stop
+
+
+def check_run_outputs(args, ckpt_path: Path, command: str, plot=None, **more) -> None:
+    """Every output of a run distinct and writable, and no other run's checkpoint in the way.
+
+    ``plot`` (or None) is written into OUT beside the checkpoint; ``more`` maps further flags
+    (e.g. ``{"--save": path}``) to their paths.
+    """
+    check_outputs({"--out": [ckpt_path, plot], "--json": args.json, **more}, resume=args.resume)
+    check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, command)
+
+
 def resume_folder(resume) -> Path:
     """The folder a resumed run writes to without --out: the checkpoint file's own (real) folder."""
     real = Path(os.path.realpath(resume))

@@ -216,16 +216,12 @@ def run(args) -> int:
     dtype = np.dtype(cfg["dtype"])
     seed = cfg["seed"]
     apply_threads(args)
-    start = ck["iteration"] if ck is not None else 0
-    stop = rcfg.iters if args.stop_after is None else min(args.stop_after, rcfg.iters)
-    if stop < start:
-        raise FlagError("--stop-after", f"the checkpoint is already at iteration {start}; expected K >= {start}")
+    start, stop = runs.iteration_range(args, ck, rcfg.iters)
     runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
     with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "sine.png" if not args.no_plot else None
-        runs.check_outputs({"--out": [ckpt_path, plot], "--json": args.json}, resume=args.resume)
-        runs.check_checkpoint_slot(ckpt_path, args.resume, args.overwrite, "sine")
+        runs.check_run_outputs(args, ckpt_path, "sine", plot)
         backend = distributed_meta_batch(args, cfg["backend"], rcfg.meta_batch, cluster) or cfg["backend"]
         return _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend, start, stop, out,
                                    ckpt_path, plot)
