@@ -10,6 +10,7 @@ if os.environ.get("MINIREPTILE_TEST_GPU") == "1":
 else:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 # 'ci' (default): derandomized, so CI sees the same examples on every run and cannot flake;
@@ -20,3 +21,16 @@ settings.register_profile(
 )
 settings.register_profile("thorough", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A local Dask cluster of 2 single-threaded worker processes, one per test module that asks for it."""
+    pytest.importorskip("distributed")
+    from minireptile.backends.distributed import local_client
+
+    c = local_client(2)
+    c.wait_for_workers(2)
+    yield c
+    c.close()
+    c.cluster.close()

@@ -23,7 +23,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from minireptile import InnerOptimizer, MLPSpec, ReptileConfig, get_backend, get_preset, init_params, meta_train  # noqa: E402
-from minireptile.backends.distributed import distributed_backend, local_client, task_block_for  # noqa: E402
+from minireptile.backends.distributed import distributed_backend, task_block_for  # noqa: E402
 from minireptile.cli import main  # noqa: E402
 from minireptile.tasks import sine_block  # noqa: E402
 
@@ -31,15 +31,6 @@ SPEC = MLPSpec((1, 16, 16, 1), "tanh", "mse")
 SGD = InnerOptimizer("sgd", 0.02)
 ADAM_CARRY = InnerOptimizer("adam", 0.003, 0.0, 0.999, 1e-8, "carry")
 BLOCK_ITERS = 4
-
-
-@pytest.fixture(scope="module")
-def client():
-    c = local_client(2)
-    c.wait_for_workers(2)
-    yield c
-    c.close()
-    c.cluster.close()
 
 
 def sampler(meta_batch, dtype=np.float32):

@@ -15,14 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from minireptile.backends.distributed import local_client  # noqa: E402
 from minireptile.cli import main  # noqa: E402
 from minireptile.commands.common import FlagError  # noqa: E402
 from minireptile.commands.sweep import grid_axis, plan_runs, read_grid_file, seed_list  # noqa: E402
@@ -32,15 +30,6 @@ from minireptile.evaluation import mean_ci95  # noqa: E402
 RUN = ["--iters", "30", "--meta-batch", "2", "--eval-tasks", "4", "--checkpoint-every", "10", "--no-plot"]
 GRID = ["--seeds", "0-1", "--grid", "inner-lr=0.01,0.02"]
 METRIC = "meta-learned MSE @32"
-
-
-@pytest.fixture(scope="module")
-def client():
-    c = local_client(2)
-    c.wait_for_workers(2)
-    yield c
-    c.close()
-    c.cluster.close()
 
 
 def sweep(client, out, *extra):
