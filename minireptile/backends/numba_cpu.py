@@ -164,11 +164,33 @@ def _layout(spec: MLPSpec, batch: int):
     """Tables the kernel needs: offs (L, 4), aoffs (L + 1,), wlive / tlive (L,) bool."""
     offs = spec.offsets_array()
     sizes = np.asarray(spec.sizes, dtype=np.int64)
-    aoffs = np.concatenate([[0], np.cumsum(sizes * batch)]).astype(np.int64)[: len(sizes)]
+    blocks = -(-(sizes * batch) // _ALIGN_ITEMS) * _ALIGN_ITEMS   # each layer's block starts on 64 bytes
+    aoffs = np.concatenate([[0], np.cumsum(blocks)]).astype(np.int64)[: len(sizes)]
     fan_out = offs[:, 3]
     tlive = fan_out >= _kernels().FWD_DOT_MAX_FANOUT           # forward with Wᵀ
     wlive = (np.arange(len(offs)) > 0) | ~tlive                 # backward data or dot forward uses W
     return offs, aoffs, wlive.astype(np.bool_), tlive.astype(np.bool_)
+
+
+# The kernels' vectors are 64 bytes. NumPy aligns its buffers to 16 bytes only, and on Intel cores a
+# vector load or store that straddles two cache lines costs two: scratch and outputs start on 64
+# bytes, and each layer's block of activations and each per-thread row is padded to 16 elements.
+_ALIGN_BYTES = 64
+_ALIGN_ITEMS = 16
+
+
+def _pad(n: int) -> int:
+    """n rounded up to a whole number of _ALIGN_ITEMS elements."""
+    return -(-n // _ALIGN_ITEMS) * _ALIGN_ITEMS
+
+
+def _zeros(shape, dtype) -> np.ndarray:
+    """np.zeros(shape, dtype) whose data starts on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(nbytes + _ALIGN_BYTES, np.uint8)
+    start = (-raw.ctypes.data) % _ALIGN_BYTES
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def _farray(a, dtype) -> np.ndarray:
@@ -198,14 +220,15 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     iters, n, _, batch = plans.shape
     P = spec.n_params
     offs, aoffs, wlive, tlive = _layout(spec, batch)
-    A = int(batch * sum(spec.sizes))
+    A = _pad(int(aoffs[-1]) + batch * spec.sizes[-1])
     Pm = P if opt.name == "adam" else 0
-    phi, m, v = np.empty((n, P), dtype), np.empty((n, Pm), dtype), np.empty((n, Pm), dtype)
+    phi, m, v = _zeros((n, P), dtype), _zeros((n, Pm), dtype), _zeros((n, Pm), dtype)
     task_loss, iter_loss = np.zeros(n, np.float64), np.zeros(iters, np.float64)
     threads = min(numba.get_num_threads(), n)
-    scratch = (np.empty(P, dtype), np.empty(P, dtype), np.empty(P, dtype),   # red, blk, tht
-               np.empty((threads, P), dtype), np.empty((threads, A), dtype),  # wt, act (a row per thread)
-               np.empty((threads, A), dtype), np.empty((threads, P), dtype))  # dlt, grad
+    Pp = _pad(P)
+    scratch = (_zeros(P, dtype), _zeros(P, dtype), _zeros(P, dtype),   # red, blk, tht
+               _zeros((threads, Pp), dtype), _zeros((threads, A), dtype),  # wt, act (a row per thread)
+               _zeros((threads, A), dtype), _zeros((threads, Pp), dtype))  # dlt, grad
     act_code, loss_code, opt_code, hyper = _codes(spec, opt)
     kernel = _kernels().chunk_kernel(act_code, loss_code, opt_code)
     args = (theta2, m0, v0, phi, m, v, task_loss, iter_loss, *scratch, X, Yf, Yi, plans, eps, offs, aoffs, wlive,
@@ -403,7 +426,8 @@ def train_chunk(spec: MLPSpec, theta, X, Y, plans, eps, opt: InnerOptimizer, sta
     eps = np.ascontiguousarray(eps, dtype=np.float64).reshape(-1)
     if eps.shape[0] == 0:
         return theta.copy(), np.zeros(0), state
-    theta2 = _farray(theta, dtype).reshape(1, P).copy()
+    theta2 = _zeros((1, P), dtype)
+    theta2[0] = theta
     X = _farray(X, dtype)
     plans = _farray(plans, np.int64)
     iters, n = plans.shape[:2]

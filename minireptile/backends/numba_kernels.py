@@ -53,7 +53,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import kernel_math as km
-from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, view2d
+from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, row, tanh_inplace, view1d, view2d
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
 # The big per-task functions are inlined into the entry in Numba IR (see "How it compiles fast").
@@ -126,8 +126,7 @@ def _transpose(dst, src):
 def _activate(z, act):
     """z = act(z) in place, z (count,). Views keep indices provably >= 0, so this vectorises."""
     if act == km.ACT_TANH:
-        for i in range(z.shape[0]):
-            z[i] = fast_tanh(z[i])
+        tanh_inplace(z)
     else:
         for i in range(z.shape[0]):
             z[i] = _relu(z[i])
@@ -213,7 +212,7 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
         _transpose_layers(wt, phi, offs, tlive)
     total = 0.0
     for s in range(steps):
-        idx = plan[s]
+        idx = row(plan, s)
         a0 = view2d(act, 0, B, d_in)
         for b in range(B):
             for k in range(d_in):
@@ -222,10 +221,10 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
         for l in range(L):
             w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
             ao, zo = aoffs[l], aoffs[l + 1]
-            z = act[zo:zo + B * fo]
+            z = view1d(act, zo, B * fo)
             if tlive[l]:
                 z2 = view2d(act, zo, B, fo)
-                bias = phi[b_off:b_off + fo]
+                bias = view1d(phi, b_off, fo)
                 for b in range(B):
                     for j in range(fo):
                         z2[b, j] = bias[j]
@@ -243,8 +242,8 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
             ao, zo = aoffs[l], aoffs[l + 1]
             if l > 0:  # da = dz·W with W before this step's update, then da ⊙ act'(z)
                 gemm(dlt, ao, fi, B, fi, dlt, zo, fo, one, phi, w_off, fi, fo, zero, store)
-                _times_activate_grad(dlt[ao:zo], act[ao:zo], act_code)
-            _bias_grad(grad[b_off:b_off + fo], view2d(dlt, zo, B, fo))
+                _times_activate_grad(view1d(dlt, ao, zo - ao), view1d(act, ao, zo - ao), act_code)
+            _bias_grad(view1d(grad, b_off, fo), view2d(dlt, zo, B, fo))
             if adam:  # dW = dzᵀ·a into grad; Adam applies all of grad below
                 gemm(grad, w_off, fi, fo, fi, dlt, zo, one, fo, act, ao, fi, B, zero, store)
                 continue
@@ -253,8 +252,8 @@ def _adapt_task(phi, m, v, wt, act, dlt, grad,
                 gemm(phi, w_off, fi, fo, fi, dlt, zo, one, fo, act, ao, fi, B, lr, sgd)
             if tlive[l]:
                 gemm(wt, w_off, fo, fi, fo, act, ao, one, fi, dlt, zo, fo, B, lr, sgd)
-            bias = phi[b_off:b_off + fo]
-            db = grad[b_off:b_off + fo]
+            bias = view1d(phi, b_off, fo)
+            db = view1d(grad, b_off, fo)
             for j in range(fo):
                 bias[j] -= lr * db[j]
         if adam:
@@ -295,8 +294,9 @@ def _run_task(i, k, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt,
             for p in range(P):
                 m[i, p] = 0
                 v[i, p] = 0
-    task_loss[i] = _adapt_task(phi[i], m[i], v[i], wt[k], act[k], dlt[k], grad[k],
-                               X[it, i], Yf[it, i], Yi[it, i], plans[it, i], offs, aoffs, wlive, tlive,
+    task_loss[i] = _adapt_task(row(phi, i), row(m, i), row(v, i), row(wt, k), row(act, k), row(dlt, k),
+                               row(grad, k), row(row(X, it), i), row(row(Yf, it), i), row(row(Yi, it), i),
+                               row(row(plans, it), i), offs, aoffs, wlive, tlive,
                                act_code, loss_code, opt_code, hyper, t0, shared)
 
 
@@ -432,21 +432,21 @@ def _block_sum(out, rows, blk, tblock, c0, c1):
     NumPy's ``rows.sum(axis=0)``. (1-D slices, so the column loops vectorise.)
     """
     n = rows.shape[0]
-    o = out[c0:c1]
-    b = blk[c0:c1]
-    r = rows[0][c0:c1]
+    o = view1d(out, c0, c1 - c0)
+    b = view1d(blk, c0, c1 - c0)
+    r = view1d(row(rows, 0), c0, c1 - c0)
     for p in range(o.shape[0]):
         o[p] = r[p]
     for i in range(1, min(tblock, n)):
-        r = rows[i][c0:c1]
+        r = view1d(row(rows, i), c0, c1 - c0)
         for p in range(o.shape[0]):
             o[p] += r[p]
     for a in range(tblock, n, tblock):
-        r = rows[a][c0:c1]
+        r = view1d(row(rows, a), c0, c1 - c0)
         for p in range(b.shape[0]):
             b[p] = r[p]
         for i in range(a + 1, min(a + tblock, n)):
-            r = rows[i][c0:c1]
+            r = view1d(row(rows, i), c0, c1 - c0)
             for p in range(b.shape[0]):
                 b[p] += r[p]
         for p in range(o.shape[0]):
@@ -462,14 +462,14 @@ def _reptile_update(theta, rows, e, red, blk, tblock, c0, c1):
     """
     n = rows.shape[0]
     nf = rows.dtype.type(n)
-    th = theta[c0:c1]
-    if n == 1:
-        r = rows[0][c0:c1]
+    th = view1d(theta, c0, c1 - c0)
+    if n == 1:  # the mean of one row is the row (x / 1 is exact): no division, as NumPy's result
+        r = view1d(row(rows, 0), c0, c1 - c0)
         for p in range(th.shape[0]):
-            th[p] = th[p] + e * (r[p] / nf - th[p])
+            th[p] = th[p] + e * (r[p] - th[p])
         return
     _block_sum(red, rows, blk, tblock, c0, c1)
-    acc = red[c0:c1]
+    acc = view1d(red, c0, c1 - c0)
     for p in range(th.shape[0]):
         th[p] = th[p] + e * (acc[p] / nf - th[p])
 
@@ -480,7 +480,7 @@ def _mean_rows(out, rows, blk, tblock, c0, c1):
     NumPy's rows.mean(axis=0)."""
     n = rows.shape[0]
     _block_sum(out, rows, blk, tblock, c0, c1)
-    o = out[c0:c1]
+    o = view1d(out, c0, c1 - c0)
     nf = rows.dtype.type(n)
     for p in range(o.shape[0]):
         o[p] /= nf
