@@ -18,8 +18,8 @@ Contract
 One compiled call runs a whole chunk on one thread: for each outer iteration every task of the
 meta-batch, then the outer update θ + ε·(mean φ − θ) and the carried Adam state, reduced over
 tasks in task order. With more than one thread and more than one task, the tasks of each
-iteration are cut into blocks that Python threads run at once (the kernel releases the GIL) and
-the last thread to finish an iteration runs its outer update (:func:`_in_threads`). Results do not
+iteration are cut into blocks that Python threads run at once (the kernel releases the GIL), then
+its outer update, by parameter columns (:func:`_in_threads`). Results do not
 depend on the number of threads (bitwise) and equal the reference to rounding (tests: ≤ 1e-10
 relative in float64 after 32 inner steps, ≤ 1e-4 in float32). The kernels are in
 :mod:`minireptile.backends.numba_kernels`; their per-element math in :mod:`minireptile.backends.kernel_math`.
@@ -244,23 +244,42 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     return phi, m, v, task_loss, iter_loss, t
 
 
+# Below this many φ elements (n_tasks × P) an outer update runs on the calling thread alone: waking a
+# helper costs tens of µs, more than its share of a small reduction (the gist at meta-batch 32: ~10 µs).
+_SPLIT_UPDATE_MIN = 1 << 19
+# A helper that holds the caller up longer than the caller worked itself was descheduled (the cores
+# are shared with other jobs): the caller then runs the next SOLO_FIRST outer iterations alone, and
+# twice as many after each further such wait, up to SOLO_MAX, before it hands work out again.
+_SOLO_FIRST, _SOLO_MAX = 4, 1024
+_STRAGGLE_MIN_S = 100e-6
+
+
 def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, hs: bool, carry: bool,
                 update: bool) -> int:
     """Run the kernel's tasks on ``threads`` Python threads; return the Adam step count after it.
 
     Work comes in phases: an outer iteration's tasks, cut into blocks, then (with ``update``) its
     outer update, cut into blocks of parameter columns (each column reduced over tasks in task
-    order, whoever runs it). The calling thread and the helpers take the blocks of the current
-    phase in turn (the kernel releases the GIL); each block writes only its own rows or columns,
-    so the result does not depend on the number of threads or on who ran what. The caller waits
-    only for blocks a helper has started, never for a helper to wake up: on a machine shared with
-    other jobs, a descheduled helper costs at most the block it holds, and with no helper awake the
-    caller runs everything alone. Waiting threads block on a lock; nothing spins.
+    order, whoever runs it; a small update runs on the calling thread alone). The calling thread
+    and the helpers take the blocks of the current phase in turn (the kernel releases the GIL);
+    each block writes only its own rows or columns, so the result does not depend on the number of
+    threads or on who ran what. The caller waits only for blocks a helper has started, never for a
+    helper to wake up, and with no helper awake it runs everything alone. Waiting threads block on
+    a lock; nothing spins.
+
+    On a machine shared with other jobs a helper can be descheduled in the middle of a block, and
+    the caller would wait for it for a time slice of the other jobs (milliseconds, against a phase
+    of a few hundred µs). When the caller has waited for a helper longer than it worked itself in
+    that phase, it runs the next outer iterations alone (4, then twice as many after each such
+    wait, up to 1024) and then tries the helpers again; so under a competing load two threads cost
+    about what one costs, and on a quiet machine they still share every iteration.
     """
     block = max(-(-n // (4 * threads)), min(8, -(-n // threads)))  # ≥ 8 tasks a block: one call costs ~µs
-    width = -(-P // (16 * threads)) * 16  # columns of the update per block, whole 64-byte vectors
+    split_update = n * P >= _SPLIT_UPDATE_MIN
+    width = -(-P // (16 * threads)) * 16 if split_update else P  # columns per block, whole 64-byte vectors
     cond = threading.Condition()
     state = {"phase": 0, "blocks": iter(()), "busy": 0, "stop": False, "t": t, "hs": hs}
+    solo = {"left": 0, "next": _SOLO_FIRST}
     errors = []
 
     def task_block(r, lo, k):
@@ -300,17 +319,26 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
             take(blocks, k)
 
     def run_phase(jobs):
+        if len(jobs) == 1 or solo["left"] > 0:  # nothing to share, or the helpers are held up
+            for job in jobs:
+                job(0)
+            return
         blocks = iter(jobs)
         with cond:
             state["phase"] += 1
             state["blocks"] = blocks
             cond.notify_all()
+        start = time.perf_counter()
         take(blocks, 0)
+        worked = time.perf_counter() - start
         with cond:
             while state["busy"]:
                 cond.wait()
+        waited = time.perf_counter() - start - worked
         if errors:
             raise errors[0]
+        if waited > max(worked, _STRAGGLE_MIN_S):
+            solo["left"], solo["next"] = solo["next"], min(2 * solo["next"], _SOLO_MAX)
 
     kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)  # tht from θ
     helpers = [threading.Thread(target=helper, args=(k,), daemon=True) for k in range(1, threads)]
@@ -318,12 +346,13 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
         h.start()
     try:
         for r in range(iters if update else 1):  # without an update the iterations are independent
-            if r > 0:  # θᵀ from the θ of the last update
+            if r > 0 and split_update:  # θᵀ from the θ of the last update (a whole update refreshes it itself)
                 kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)
             run_phase([lambda k, lo=lo, r=r: task_block(r, lo, k) for lo in range(0, n, block)])
             if update:
                 run_phase([lambda k, c=c, r=r: update_block(r, c, k) for c in range(0, P, width)])
                 state["t"], state["hs"] = state["next"]
+            solo["left"] = max(solo["left"] - 1, 0)
     finally:
         with cond:
             state["stop"] = True

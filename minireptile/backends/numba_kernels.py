@@ -319,38 +319,6 @@ def _start_chunk(theta, tht, offs, tlive):
         _transpose_layers(tht, theta[0], offs, tlive)
 
 
-@njit(**_JIT)
-def _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, eps, opt_code, t, steps,
-                   has_state, carry, tblock, c0, c1):
-    """After every task of iteration it: its mean loss, the outer update, the carried Adam state.
-
-    Reductions over tasks: the tasks in task order within blocks of ``tblock`` tasks, then the
-    block sums in block order (``tblock >= n``: one block, the plain sum in task order), as the
-    distributed meta-batch (:mod:`minireptile.backends.distributed`) adds them. The updates cover
-    parameter columns [c0, c1): threads may share the columns out, and each column is reduced the
-    same way whoever runs it; the mean loss is written by the call with c0 = 0. Returns
-    (t, has_state) for the next iteration.
-    """
-    n = task_loss.shape[0]
-    if c0 == 0:
-        total = 0.0
-        for a in range(0, n, tblock):
-            part = 0.0
-            for i in range(a, min(a + tblock, n)):
-                part += task_loss[i]
-            total += part
-        iter_loss[it] = total / n
-    e = phi.dtype.type(eps[it])  # θ ← θ + ε·(mean_i φ_i − θ), as reptile.reptile_update
-    _reptile_update(theta[0], phi, e, red, blk, tblock, c0, c1)
-    if opt_code == km.OPT_ADAM:
-        if carry:  # as reptile.carry_state: the task-mean moments, t advanced by the steps
-            _mean_rows(m0[0], m, blk, tblock, c0, c1)
-            _mean_rows(v0[0], v, blk, tblock, c0, c1)
-            return t + steps, True
-        return 0, False
-    return t, has_state
-
-
 # ---------------------------------------------------------------------------------------------
 # the entry point: one compiled specialisation per (activation, loss, optimizer)
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +327,8 @@ def _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk,
 # the closure rather than called: every compiled function is code generated again inside each
 # caller that links it, so one more level of calls costs about as much compile time as the kernel.
 def _entry(act_code, loss_code, opt_code):
+    adam = opt_code == km.OPT_ADAM
+
     @njit(**_JIT)
     def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, tht, wt, act, dlt, grad,
                   X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, hyper, tblock,
@@ -384,8 +354,11 @@ def _entry(act_code, loss_code, opt_code):
         (iters, n, 1, 1); Yi (iters, n, n_points) for ce else a dummy (iters, n, 1); plans
         (iters, n, steps, B); eps (iters,) float64.
         Sizes and switches: offs, aoffs, wlive, tlive (see _adapt_task); hyper (4,) float64 =
-        (lr, beta1, beta2, eps); tblock: tasks per reduction block (see _end_iteration); t0 Adam steps
-        taken before.
+        (lr, beta1, beta2, eps); tblock: tasks per reduction block (see _reduce_columns); t0 Adam
+        steps taken before. Reductions over tasks: the tasks in task order within blocks of ``tblock``
+        tasks, then the block sums in block order, as the distributed meta-batch
+        (:mod:`minireptile.backends.distributed`) adds them; each parameter column is reduced the same
+        way whoever runs it, so threads may share the columns out.
         """
         steps = plans.shape[2]
         t = t0
@@ -396,12 +369,29 @@ def _entry(act_code, loss_code, opt_code):
             for i in range(lo, hi):
                 _run_task(i, k, it, theta, tht, m0, v0, hs, phi, m, v, task_loss, wt, act, dlt, grad,
                           X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)
-            if update:
-                t, hs = _end_iteration(it, theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, eps,
-                                       opt_code, t, steps, hs, carry, tblock, c_lo, c_hi)
+            if update:  # after every task of the iteration: its mean loss, the outer update, the Adam state
+                if c_lo == 0:  # the task losses in the blocked order of _reduce_columns
+                    n = task_loss.shape[0]
+                    total = 0.0
+                    for a in range(0, n, tblock):
+                        part = 0.0
+                        for i in range(a, min(a + tblock, n)):
+                            part += task_loss[i]
+                        total += part
+                    iter_loss[it] = total / n
+                e = phi.dtype.type(eps[it])  # θ ← θ + ε·(mean_i φ_i − θ), as reptile.reptile_update
+                _reduce_columns(row(theta, 0), phi, e, red, blk, tblock, c_lo, c_hi, np.int64(0))
+                if adam:  # a constant of the closure: SGD kernels do not compile this
+                    if carry:  # as reptile.carry_state: the task-mean moments, t advanced by the steps
+                        _reduce_columns(row(m0, 0), m, e, red, blk, tblock, c_lo, c_hi, np.int64(1))
+                        _reduce_columns(row(v0, 0), v, e, red, blk, tblock, c_lo, c_hi, np.int64(1))
+                        t, hs = t + steps, True
+                    else:
+                        t, hs = 0, False
                 if c_lo == 0 and c_hi == phi.shape[1]:  # the whole update here: θᵀ for the next iteration
                     if phi.shape[0] == 1:  # the one task's Wᵀ is in wt[k]: θᵀ by θ's arithmetic (cheaper)
-                        _reptile_update(tht, wt[k:k + 1], phi.dtype.type(eps[it]), red, blk, tblock, c_lo, c_hi)
+                        _reduce_columns(tht, view2d(row(wt, k), 0, 1, phi.shape[1]), phi.dtype.type(eps[it]), red, blk,
+                                        tblock, c_lo, c_hi, np.int64(0))
                     else:
                         _start_chunk(theta, tht, offs, tlive)
         return t, hs
@@ -424,63 +414,52 @@ def chunk_kernel(act_code: int, loss_code: int, opt_code: int):
 
 
 @njit(**_JIT)
-def _block_sum(out, rows, blk, tblock, c0, c1):
-    """out = Σ_k s_k, s_k = rows[k·tblock] + rows[k·tblock + 1] + … (in order), the s_k added in order,
-    on columns [c0, c1).
+def _reduce_columns(out, rows, e, red, blk, tblock, c0, c1, replace):
+    """On parameter columns [c0, c1), with M the mean of ``rows`` over tasks: ``replace`` (int64, not a
+    literal: one signature for both uses) nonzero: out = M;
+    else out ← out + e·(M − out) (θ + ε·(mean φ − θ), as :func:`minireptile.reptile.reptile_update`).
 
-    out, blk (P,) (blk is scratch); rows (n, P), n >= 1. With tblock >= n: rows summed in order, as
-    NumPy's ``rows.sum(axis=0)``. (1-D slices, so the column loops vectorise.)
+    M = (Σ_k s_k) / n with s_k = rows[k·tblock] + rows[k·tblock + 1] + … in task order and the s_k
+    added in block order; with tblock >= n, NumPy's ``rows.mean(axis=0)``; one row: the row itself
+    (x / 1 is exact, so no division). out, red, blk (P,) (red, blk scratch); rows (n, P), n >= 1;
+    e in out's dtype. One function for θ and the Adam moments: every compiled function is code
+    generated again in each caller, so fewer is faster to compile. (1-D views: the loops vectorise.)
     """
     n = rows.shape[0]
-    o = view1d(out, c0, c1 - c0)
-    b = view1d(blk, c0, c1 - c0)
-    r = view1d(row(rows, 0), c0, c1 - c0)
-    for p in range(o.shape[0]):
-        o[p] = r[p]
+    w = c1 - c0
+    o = view1d(out, c0, w)
+    if n == 1:
+        r = view1d(row(rows, 0), c0, w)
+        if replace:
+            for p in range(w):
+                o[p] = r[p]
+        else:
+            for p in range(w):
+                o[p] = o[p] + e * (r[p] - o[p])
+        return
+    acc = view1d(red, c0, w)
+    b = view1d(blk, c0, w)
+    r = view1d(row(rows, 0), c0, w)
+    for p in range(w):
+        acc[p] = r[p]
     for i in range(1, min(tblock, n)):
-        r = view1d(row(rows, i), c0, c1 - c0)
-        for p in range(o.shape[0]):
-            o[p] += r[p]
+        r = view1d(row(rows, i), c0, w)
+        for p in range(w):
+            acc[p] += r[p]
     for a in range(tblock, n, tblock):
-        r = view1d(row(rows, a), c0, c1 - c0)
-        for p in range(b.shape[0]):
+        r = view1d(row(rows, a), c0, w)
+        for p in range(w):
             b[p] = r[p]
         for i in range(a + 1, min(a + tblock, n)):
-            r = view1d(row(rows, i), c0, c1 - c0)
-            for p in range(b.shape[0]):
+            r = view1d(row(rows, i), c0, w)
+            for p in range(w):
                 b[p] += r[p]
-        for p in range(o.shape[0]):
-            o[p] += b[p]
-
-
-@njit(**_JIT)
-def _reptile_update(theta, rows, e, red, blk, tblock, c0, c1):
-    """theta ← theta + e·(mean_i rows[i] − theta) on columns [c0, c1), the mean as the blocked sum
-    (:func:`_block_sum`) / n.
-
-    theta (P,), rows (n, P), e in theta's dtype, red, blk (P,) scratch (unused for n = 1).
-    """
-    n = rows.shape[0]
+        for p in range(w):
+            acc[p] += b[p]
     nf = rows.dtype.type(n)
-    th = view1d(theta, c0, c1 - c0)
-    if n == 1:  # the mean of one row is the row (x / 1 is exact): no division, as NumPy's result
-        r = view1d(row(rows, 0), c0, c1 - c0)
-        for p in range(th.shape[0]):
-            th[p] = th[p] + e * (r[p] - th[p])
-        return
-    _block_sum(red, rows, blk, tblock, c0, c1)
-    acc = view1d(red, c0, c1 - c0)
-    for p in range(th.shape[0]):
-        th[p] = th[p] + e * (acc[p] / nf - th[p])
-
-
-@njit(**_JIT)
-def _mean_rows(out, rows, blk, tblock, c0, c1):
-    """out = the blocked sum of rows (:func:`_block_sum`) / n on columns [c0, c1); with one block
-    NumPy's rows.mean(axis=0)."""
-    n = rows.shape[0]
-    _block_sum(out, rows, blk, tblock, c0, c1)
-    o = view1d(out, c0, c1 - c0)
-    nf = rows.dtype.type(n)
-    for p in range(o.shape[0]):
-        o[p] /= nf
+    if replace:
+        for p in range(w):
+            o[p] = acc[p] / nf
+    else:
+        for p in range(w):
+            o[p] = o[p] + e * (acc[p] / nf - o[p])

@@ -296,21 +296,6 @@ def dot_reference(x, xo, y, yo, n):
 
 
 @njit(**_JIT)
-def _scalar_block(c, c_off, ldc, R, j0, j1, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
-    """Columns [j0, j1) of rows [0, R) one element at a time (same fma chain as the tiles)."""
-    for r in range(R):
-        for j in range(j0, j1):
-            ci = c_off + r * ldc + j
-            acc = c[ci] if mode == MODE_ACCUMULATE else c.dtype.type(0)
-            for k in range(K):
-                acc = fma_scalar(u[u_off + r * us_r + k * us_k], v[v_off + k * ldv + j], acc)
-            if mode == MODE_SGD:
-                c[ci] = c[ci] - alpha * acc
-            else:
-                c[ci] = acc
-
-
-@njit(**_JIT)
 def gemm(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
     """C (R, n) ⟵ Σ_k U[:, k] V[k, :] by ``mode`` (see the module docstring); flat 1-D buffers.
 
@@ -343,8 +328,16 @@ def gemm(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mod
             _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 1, 1)
             r += 1
         j += lanes
-    if j < n:
-        _scalar_block(c, c_off, ldc, R, j, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode)
+    for r in range(R):  # the last columns (fewer than a vector) one element at a time, the same fma chain
+        for jj in range(j, n):
+            ci = c_off + r * ldc + jj
+            acc = c[ci] if mode == MODE_ACCUMULATE else c.dtype.type(0)
+            for k in range(K):
+                acc = fma_scalar(u[u_off + r * us_r + k * us_k], v[v_off + k * ldv + jj], acc)
+            if mode == MODE_SGD:
+                c[ci] = c[ci] - alpha * acc
+            else:
+                c[ci] = acc
 
 
 def gemm_reference(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):

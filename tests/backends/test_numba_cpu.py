@@ -318,6 +318,48 @@ def test_an_error_in_a_helper_thread_is_raised_by_the_call_and_every_thread_stop
     assert threading.active_count() == before
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has one thread (NUMBA_NUM_THREADS=1)")
+def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_result(restore_threads, monkeypatch):
+    """A helper thread that stalls (as when it is descheduled on a busy machine) holds the caller up
+    once; the caller then runs the next iterations alone, tries again after 4, 8, 16 … iterations, and
+    the result is bitwise the 1-thread result."""
+    import time
+
+    real = numba_backend._kernels()
+    helper_blocks = []
+
+    class SlowHelper:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def chunk_kernel(self, *codes):
+            kernel = real.chunk_kernel(*codes)
+
+            def slow(*args):
+                lo, hi, k = args[-7], args[-6], args[-1]
+                if k == 1 and hi > lo:
+                    helper_blocks.append(lo)
+                    time.sleep(0.02)  # far longer than the caller's own block
+                return kernel(*args)
+            return slow
+
+    spec = MLPSpec((1, 64, 64, 1))
+    iters, n = 40, 16
+    X, Y, plans = sine_block(5, 0, iters, n, get_preset("gist"), 5, 10, np.float64)
+    theta = init_params(spec, np.random.default_rng(4), np.float64)
+    eps = np.linspace(0.5, 0.1, iters)
+    opt = InnerOptimizer("sgd", 0.02)
+    numba.set_num_threads(1)
+    want_theta, want_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
+    numba.set_num_threads(2)
+    monkeypatch.setattr(numba_backend, "_kernels", SlowHelper)
+    got_theta, got_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
+    np.testing.assert_array_equal(got_theta, want_theta)
+    np.testing.assert_array_equal(got_losses, want_losses)
+    # probes at iterations 0, 4, 12, 28 (each one block of 8 tasks at most), not one block per iteration
+    assert 1 <= len(helper_blocks) <= 5, helper_blocks
+
+
 # ---------------------------------------------------------------------------------------------
 # the backend object, warmup, threading layer
 # ---------------------------------------------------------------------------------------------
