@@ -22,7 +22,7 @@ numba backend's ``warmup`` of each specialisation in ``SIGNATURES`` (activation,
 dtype) in a fresh process with an empty cache folder (cold) and again with that folder (cached),
 wall and CPU seconds (skipped by ``--quick`` and ``--no-compile``).
 
-Output: a table on stdout, the issue's acceptance checks, and with ``--json`` everything as JSON
+Output: a table on stdout, the performance targets, and with ``--json`` everything as JSON
 (machine, versions, peaks, rows, checks). ``--quick`` is a smoke run (fewer iterations and
 repeats, no meta-batch 256 for numpy, no compile timing); its numbers are rough.
 """
@@ -243,7 +243,7 @@ def find(summary, **key):
 
 
 def checks(summary: list[dict]) -> list[dict]:
-    """The issue's acceptance targets, evaluated on this run's medians."""
+    """The performance targets, evaluated on this run's medians."""
     out = []
 
     def add(target, value, ok):

@@ -239,8 +239,8 @@ def table(summary: list[dict], baseline: str) -> str:
 
 
 TARGETS = [  # (description, workload, peer row, required peer/numba ratio)
-    ("numba >= 1.5x faster than JAX jit+scan, serial float32", "serial float32", "JAX jit+scan", 1.5),
-    ("numba >= 1.3x faster than JAX jit+scan, serial float64", "serial float64", "JAX jit+scan", 1.3),
+    ("numba >= 2.0x faster than JAX jit+scan, serial float32", "serial float32", "JAX jit+scan", 2.0),
+    ("numba >= 1.5x faster than JAX jit+scan, serial float64", "serial float64", "JAX jit+scan", 1.5),
     ("numba >= 2.5x faster than JAX vmap per task, meta-batch 256", "meta-batch 256 float32",
      "JAX vmap, jit+scan", 2.5),
     ("numba >= 50x faster than the PyTorch demo (gist, eager), serial float32", "serial float32",
@@ -433,7 +433,7 @@ def main(argv=None) -> int:
     log(table(summary, baseline))
 
     goal = targets(summary)
-    log("\nissue targets (peer median / numba median):")
+    log("\ntargets (peer median / numba median):")
     for g in goal:
         if g["ratio"] is None:
             log(f"  {g['target']}: not measured (no {g['missing']} row)")
