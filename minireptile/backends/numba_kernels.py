@@ -53,7 +53,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import kernel_math as km
-from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, row, tanh_inplace, view1d, view2d
+from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, row, tanh_inplace, transpose_blocks, view1d, view2d
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
 # The big per-task functions are inlined into the entry in Numba IR (see "How it compiles fast").
@@ -115,10 +115,12 @@ def _bias_grad(db, dz):
 
 @njit(**_JIT)
 def _transpose(dst, src):
-    """dst (n, m) = srcᵀ for src (m, n)."""
+    """dst (n, m) = srcᵀ for src (m, n): whole register blocks, then the last rows and columns."""
     m, n = src.shape
+    N = transpose_blocks(dst, src)
+    m_full, n_full = m - m % N, n - n % N
     for i in range(m):
-        for j in range(n):
+        for j in range(n_full if i < m_full else 0, n):
             dst[j, i] = src[i, j]
 
 

@@ -298,6 +298,17 @@ def test_dot_float64_equals_its_numpy_twin(n, xo, yo, seed):
     assert abs(_dot(x, xo, y, yo, n) - dot_reference(x, xo, y, yo, n)) <= 1e-13 * scale
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(256, 784), (64, 64), (64, 1), (1, 64), (37, 23), (17, 33), (8, 16), (0, 5)])
+def test_the_kernels_transpose_moves_every_element_whole_blocks_and_edges(dtype, shape):
+    from minireptile.backends.numba_kernels import _transpose
+
+    src = np.random.default_rng(sum(shape)).normal(size=shape).astype(dtype)
+    dst = np.full(shape[::-1], np.nan, dtype)
+    _transpose(dst, src)
+    np.testing.assert_array_equal(dst, src.T)
+
+
 @pytest.mark.parametrize("update", [False, True], ids=["inner-loop", "chunk"])
 def test_an_error_in_a_helper_thread_is_raised_by_the_call_and_every_thread_stops(update):
     import threading
