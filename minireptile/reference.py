@@ -177,6 +177,7 @@ def inner_loop(
     state: AdamState | None = None,
     *,
     check_finite: bool = True,
+    out: tuple | None = None,
 ) -> InnerResult:
     """Adapt θ to each task of a meta-batch: k optimizer steps on that task's minibatches.
 
@@ -197,28 +198,38 @@ def inner_loop(
         Reject NaN/inf in θ, X, Y and the state (default). Steps that diverge are not an input
         error: φ and the loss then come back non-finite (``meta_train`` turns that into
         :class:`~minireptile.errors.DivergenceError`).
+    out : tuple of ndarray, optional
+        Arrays to write the result into instead of new ones (to reuse memory across calls):
+        ``(phi,)`` for SGD or ``(phi, m, v)`` for Adam, each of shape (n_tasks, P), θ's dtype,
+        C-contiguous and writeable. θ may be ``phi`` itself and ``state.m``, ``state.v`` may be
+        ``m``, ``v`` (adapting in place); no other overlap is allowed.
 
     Returns
     -------
     InnerResult
         ``phi`` (n_tasks, P) adapted parameters, ``loss`` (n_tasks,) mean minibatch loss over the
-        steps (each measured before its update), ``state`` final Adam moments or None.
+        steps (each measured before its update), ``state`` final Adam moments or None. With
+        ``out``, ``phi`` and the moments are its arrays.
     """
     theta, X, Y, plan, state = check.inner_loop_args(spec, theta, X, Y, plan, opt, state, check_finite)
     n_tasks, steps, _ = plan.shape
     P = spec.n_params
-    phi = np.empty((n_tasks, P), dtype=X.dtype)
+    out = check.out_arg(out, opt, theta, X, Y, state, n_tasks, P)
+    phi, m, v = out if out is not None else (np.empty((n_tasks, P), dtype=X.dtype), None, None)
     phi[...] = theta
     losses = np.zeros(n_tasks, dtype=np.float64)
     adam = opt.name == "adam"
     if adam:
-        m = np.zeros((n_tasks, P), X.dtype)
-        v = np.zeros((n_tasks, P), X.dtype)
+        if m is None:
+            m, v = np.empty((n_tasks, P), X.dtype), np.empty((n_tasks, P), X.dtype)
         t0 = 0
         if state is not None:
             m[...] = state.m
             v[...] = state.v
             t0 = state.t
+        else:
+            m[...] = 0
+            v[...] = 0
     for i in range(n_tasks):
         for s in range(steps):
             idx = plan[i, s]

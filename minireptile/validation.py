@@ -326,6 +326,54 @@ def inner_loop_args(spec_, theta, X, Y, plan, opt, state=None, check_finite=True
     return theta, X, Y, plan, state
 
 
+def out_arg(out, opt, theta, X, Y, state, n_tasks: int, P: int):
+    """inner_loop's ``out``: (phi,) for SGD or (phi, m, v) for Adam, each an (n_tasks, P) array of θ's
+    dtype, C-contiguous and writeable; no conversion (the result is written into them).
+
+    ``theta``, ``X``, ``Y``, ``state`` are the cleaned inputs. θ may be ``phi`` itself and
+    ``state.m`` / ``state.v`` may be ``m`` / ``v`` (the same memory: a task reads its start row
+    before it writes it); no other input may overlap an output, nor the outputs each other.
+    Returns (phi, m, v), m and v None for SGD; None when ``out`` is None.
+    """
+    if out is None:
+        return None
+    names = ("phi", "m", "v") if opt.name == "adam" else ("phi",)
+    want = "(phi, m, v) for Adam" if opt.name == "adam" else "(phi,) for SGD"
+    if not isinstance(out, (tuple, list)):
+        raise TypeError(f"out: expected a tuple {want}, got {type(out).__name__}")
+    if len(out) != len(names):
+        raise ValueError(f"out: expected a tuple {want}, got {len(out)} arrays")
+    dtype = theta.dtype
+    for name, a in zip(names, out):
+        label = f"out[{names.index(name)}] ({name})"
+        if type(a) is not np.ndarray:
+            raise TypeError(f"{label}: expected a NumPy array to write into, got {type(a).__name__}")
+        if a.dtype != dtype:
+            raise TypeError(f"{label}: expected dtype {dtype} to match theta, got dtype {a.dtype} "
+                            "(outputs are written into, not converted)")
+        if a.shape != (n_tasks, P):
+            raise ValueError(f"{label}: expected shape (n_tasks={n_tasks}, P={P}), got {a.shape}")
+        if not (a.flags.c_contiguous and a.flags.writeable):
+            raise ValueError(f"{label}: expected a C-contiguous, writeable array")
+    for j in range(len(out)):
+        for k in range(j):
+            if np.may_share_memory(out[j], out[k]):
+                raise ValueError(f"out: {names[k]} and {names[j]} overlap; expected separate arrays")
+    inputs = [("theta", theta, "phi"), ("X", X, None), ("Y", Y, None)]
+    if state is not None:
+        inputs += [("state.m", state.m, "m"), ("state.v", state.v, "v")]
+    for in_name, a, may_be in inputs:
+        for name, o in zip(names, out):
+            if not np.may_share_memory(a, o):
+                continue
+            if name == may_be and a.size == o.size and a.ctypes.data == o.ctypes.data:
+                continue  # the same array: adapted in place
+            allowed = f" (it may be {may_be} itself)" if may_be in names else ""
+            raise ValueError(f"out[{names.index(name)}] ({name}): overlaps {in_name}{allowed}; "
+                             "expected separate memory")
+    return (out[0], out[1], out[2]) if len(out) == 3 else (out[0], None, None)
+
+
 def train_chunk_args(spec_, theta, X, Y, plans, eps, opt, state=None, check_finite=True):
     """train_chunk(spec, theta (P,), X (iters, n, pts, d_in), Y, plans (iters, n, steps, batch), eps (iters,), ...).
 

@@ -35,7 +35,7 @@ def problem(spec=SPEC, dtype=np.float64, seed=0):
 def call_inner(fn, **changes):
     args = {**problem(), **changes}
     state = args.pop("state", None)
-    kw = {k: args.pop(k) for k in ("check_finite",) if k in args}
+    kw = {k: args.pop(k) for k in ("check_finite", "out") if k in args}
     return fn(args["spec"], args["theta"], args["X"], args["Y"], args["plan"], args["opt"], state, **kw)
 
 
@@ -116,6 +116,92 @@ def test_cross_entropy_labels_must_be_integers_in_range(name, fn):
 def _same(a, b):
     np.testing.assert_array_equal(a.phi, b.phi)
     np.testing.assert_array_equal(a.loss, b.loss)
+
+
+def _rows(dtype=np.float64, k=3):
+    return tuple(np.zeros((N, P), dtype) for _ in range(k))
+
+
+ADAM = InnerOptimizer("adam", 0.01)
+# (name, arguments -> out and other changes, exception, message pattern)
+BAD_OUT_ARGS = [
+    ("list of arrays is fine, a dict is not", lambda p: dict(out={"phi": p["theta"]}), TypeError,
+     r"out: expected a tuple \(phi,\) for SGD, got dict"),
+    ("SGD wants one array", lambda p: dict(out=_rows()), ValueError,
+     r"out: expected a tuple \(phi,\) for SGD, got 3 arrays"),
+    ("Adam wants three", lambda p: dict(out=_rows(k=1), opt=ADAM), ValueError,
+     r"out: expected a tuple \(phi, m, v\) for Adam, got 1 arrays"),
+    ("not an array", lambda p: dict(out=(np.zeros((N, P)).tolist(),)), TypeError,
+     r"out\[0\] \(phi\): expected a NumPy array to write into, got list"),
+    ("dtype is not converted", lambda p: dict(out=_rows(np.float32, 1)), TypeError,
+     r"out\[0\] \(phi\): expected dtype float64 to match theta, got dtype float32"),
+    ("shape", lambda p: dict(out=(np.zeros((N + 1, P)),)), ValueError,
+     rf"out\[0\] \(phi\): expected shape \(n_tasks=3, P={P}\), got \(4, {P}\)"),
+    ("contiguous", lambda p: dict(out=(np.zeros((P, N)).T,)), ValueError,
+     r"out\[0\] \(phi\): expected a C-contiguous, writeable array"),
+    ("writeable", lambda p: dict(out=(np.broadcast_to(np.zeros(P), (N, P)),)), ValueError,
+     r"out\[0\] \(phi\): expected a C-contiguous, writeable array"),
+    ("m's shape", lambda p: dict(out=(*_rows(k=2), np.zeros((N, P - 1))), opt=ADAM), ValueError,
+     rf"out\[2\] \(v\): expected shape \(n_tasks=3, P={P}\), got \(3, {P - 1}\)"),
+    ("outputs overlap", lambda p: dict(out=(lambda r: (r, r, np.zeros((N, P))))(np.zeros((N, P))), opt=ADAM),
+     ValueError, r"out: phi and m overlap; expected separate arrays"),
+    ("θ is one row of φ", lambda p: (lambda phi: dict(out=(phi,), theta=phi[1]))(np.zeros((N, P))), ValueError,
+     r"out\[0\] \(phi\): overlaps theta \(it may be phi itself\)"),
+    ("θ is m", lambda p: (lambda r: dict(out=r, theta=r[1], opt=ADAM))(_rows()), ValueError,
+     r"out\[1\] \(m\): overlaps theta \(it may be phi itself\)"),
+    ("state.m is v", lambda p: (lambda r: dict(out=r, opt=ADAM, state=AdamState(r[2], np.zeros(P), 0)))(_rows()),
+     ValueError, r"out\[2\] \(v\): overlaps state.m \(it may be m itself\)"),
+    ("X in φ", lambda p: (lambda phi: dict(out=(phi,), X=phi.reshape(-1)[:N * PTS * 2].reshape(N, PTS, 2)))(
+        np.zeros((N, P))), ValueError, r"out\[0\] \(phi\): overlaps X; expected separate memory"),
+]
+
+
+@pytest.mark.parametrize("what,changes,exc,pattern", BAD_OUT_ARGS, ids=[w for w, _, _, _ in BAD_OUT_ARGS])
+@pytest.mark.parametrize("name,fn", inner_loops(), ids=[n for n, _ in inner_loops()])
+def test_inner_loop_rejects_bad_out_naming_it(name, fn, what, changes, exc, pattern):
+    p = problem()
+    with pytest.raises(exc, match=pattern):
+        call_inner(fn, **changes(p))
+
+
+@pytest.mark.parametrize("opt", [InnerOptimizer("sgd", 0.1), ADAM], ids=["sgd", "adam"])
+@pytest.mark.parametrize("name,fn", inner_loops(), ids=[n for n, _ in inner_loops()])
+def test_inner_loop_out_writes_in_place_and_gives_the_fresh_result(name, fn, opt):
+    """``out`` arrays are the result; θ and the state may be them (adapting in place), bitwise as a new call."""
+    p = problem()
+    rng = np.random.default_rng(5)
+    theta = p["theta"] + rng.normal(0, 0.1, (N, P))  # one start row per task
+    state = AdamState(rng.normal(0, 0.01, (N, P)), rng.uniform(0, 0.01, (N, P)), 3) if opt.name == "adam" else None
+    fresh = call_inner(fn, theta=theta, opt=opt, state=state)
+    out = _rows(k=3 if opt.name == "adam" else 1)
+    res = call_inner(fn, theta=theta, opt=opt, state=state, out=list(out))
+    assert res.phi is out[0] and (res.state is None or (res.state.m is out[1] and res.state.v is out[2]))
+    _same(res, fresh)
+    # in place, twice in a row: θ is φ, the moments are m and v; as two calls on new arrays
+    fresh2 = call_inner(fn, theta=fresh.phi, opt=opt, state=fresh.state)
+    out[0][...] = theta
+    if state is not None:
+        out[1][...], out[2][...] = state.m, state.v
+        state = AdamState(out[1], out[2], state.t)
+    first = call_inner(fn, theta=out[0], opt=opt, state=state, out=out)
+    _same(first, fresh)
+    second = call_inner(fn, theta=first.phi, opt=opt, state=first.state, out=out)
+    assert second.phi is out[0]
+    _same(second, fresh2)
+    if opt.name == "adam":
+        np.testing.assert_array_equal(second.state.m, fresh2.state.m)
+        np.testing.assert_array_equal(second.state.v, fresh2.state.v)
+        assert second.state.t == fresh2.state.t
+
+
+def test_a_backend_without_out_gets_its_result_copied_into_out():
+    p = problem()
+    be = validated(Backend("plain", lambda spec, theta, X, Y, plan, opt, state=None: inner_loop(
+        spec, theta, X, Y, plan, opt, state), None, None))
+    out = _rows(k=3)
+    res = be.inner_loop(SPEC, p["theta"], p["X"], p["Y"], p["plan"], ADAM, out=out)
+    assert res.phi is out[0] and res.state.m is out[1] and res.state.v is out[2]
+    _same(res, inner_loop(SPEC, p["theta"], p["X"], p["Y"], p["plan"], ADAM))
 
 
 @pytest.mark.parametrize("name,fn", inner_loops(), ids=[n for n, _ in inner_loops()])

@@ -2,8 +2,10 @@
 
 Every backend offers the same three functions with the same signatures:
 
-    inner_loop(spec, theta, X, Y, plan, opt, state=None) -> InnerResult
-        theta (P,) or (n_tasks, P); X (n_tasks, n_points, d_in); plan (n_tasks, steps, batch)
+    inner_loop(spec, theta, X, Y, plan, opt, state=None, *, out=None) -> InnerResult
+        theta (P,) or (n_tasks, P); X (n_tasks, n_points, d_in); plan (n_tasks, steps, batch);
+        out: (phi,) or, for Adam, (phi, m, v) arrays (n_tasks, P) to write the result into
+        (θ and the state may be those arrays: adapting in place, with no new memory per call)
     train_chunk(spec, theta, X, Y, plans, eps, opt, state=None) -> (theta, losses, state)
         a chunk of outer iterations: X (iters, n_tasks, n_points, d_in), eps (iters,)
     warmup(spec, dtype, opt) -> float

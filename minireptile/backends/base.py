@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple
 
 from .. import reference
 from .. import validation as check
+from ..optim import AdamState, InnerResult
 from ..reptile import train_chunk_generic
 
 
@@ -37,19 +38,29 @@ def _numpy_warmup(spec, dtype, opt) -> float:
 def validated(backend: Backend, check_sizes: Callable | None = None) -> Backend:
     """``backend`` with its three functions behind the argument checks of :mod:`minireptile.validation`.
 
+    ``inner_loop`` takes a keyword ``out`` (see :func:`minireptile.reference.inner_loop`), checked here
+    and passed on as ``(phi, m, v)`` (m and v None for SGD) to backends that take it; for those that
+    do not, their result is copied into ``out``.
+
     ``train_chunk`` takes a keyword ``task_block`` (int >= 1 or None; see
     :class:`~minireptile.config.ReptileConfig`), passed on to backends that reduce over tasks in blocks
     and dropped for those with a fixed reduction order of their own (CUDA), which agree to rounding.
     """
     inner_loop, train_chunk, warmup = backend.inner_loop, backend.train_chunk, backend.warmup
     blocked = _takes(train_chunk, "task_block")
+    takes_out = _takes(inner_loop, "out")
 
     @functools.wraps(inner_loop)
-    def checked_inner_loop(spec, theta, X, Y, plan, opt, state=None, *, check_finite=True, **kwargs):
+    def checked_inner_loop(spec, theta, X, Y, plan, opt, state=None, *, check_finite=True, out=None, **kwargs):
         theta, X, Y, plan, state = check.inner_loop_args(spec, theta, X, Y, plan, opt, state, check_finite)
+        out = check.out_arg(out, opt, theta, X, Y, state, plan.shape[0], spec.n_params)
         if check_sizes is not None:
             check_sizes(spec, plan.shape[0], X.shape[1], plan.shape[1], plan.shape[2], theta.dtype)
-        return inner_loop(spec, theta, X, Y, plan, opt, state, **kwargs)
+        if out is None:
+            return inner_loop(spec, theta, X, Y, plan, opt, state, **kwargs)
+        if takes_out:
+            return inner_loop(spec, theta, X, Y, plan, opt, state, out=out, **kwargs)
+        return _copied_into(out, inner_loop(spec, theta, X, Y, plan, opt, state, **kwargs))
 
     @functools.wraps(train_chunk)
     def checked_train_chunk(spec, theta, X, Y, plans, eps, opt, state=None, *, check_finite=True, task_block=None,
@@ -69,6 +80,16 @@ def validated(backend: Backend, check_sizes: Callable | None = None) -> Backend:
         return warmup(*check.warmup_args(spec, dtype, opt), **kwargs)
 
     return Backend(backend.name, checked_inner_loop, checked_train_chunk, checked_warmup)
+
+
+def _copied_into(out, res: InnerResult) -> InnerResult:
+    """``res`` with φ and the Adam moments copied into ``out`` = (phi, m, v) (m, v None for SGD)."""
+    phi, m, v = out
+    phi[...] = res.phi
+    if res.state is None:
+        return InnerResult(phi, res.loss, None)
+    m[...], v[...] = res.state.m, res.state.v
+    return InnerResult(phi, res.loss, AdamState(m, v, res.state.t))
 
 
 def _takes(function, keyword: str) -> bool:

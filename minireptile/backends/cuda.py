@@ -282,7 +282,8 @@ def _cfg(spec: MLPSpec, opt: InnerOptimizer, layout: SharedLayout, batch: int, h
 
 
 def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: AdamState | None = None, *,
-               threads_per_block: int | None = None, shared_limit: int = SHARED_MEMORY_BYTES) -> InnerResult:
+               threads_per_block: int | None = None, shared_limit: int = SHARED_MEMORY_BYTES,
+               out=None) -> InnerResult:
     """The CUDA twin of :func:`minireptile.reference.inner_loop` (same arguments and result).
 
     Parameters
@@ -299,6 +300,9 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
         Override the block size (tests use small blocks to exercise the strided loops).
     shared_limit : int
         Shared-memory bytes per block (lower it to force φ into global memory).
+    out : tuple (phi, m, v) of ndarray, optional
+        Host arrays (n_tasks, P) the results are copied into (m and v None for SGD); θ and the
+        state may be these arrays themselves (they are on the device before the kernel runs).
 
     Returns
     -------
@@ -330,9 +334,10 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
         cuda.to_device(X), cuda.to_device(Yf), cuda.to_device(Yi), cuda.to_device(plan),
         cuda.to_device(layout.layers), cuda.to_device(_cfg(spec, opt, layout, batch, has_state)),
         cuda.to_device(_hyper(spec, opt, batch, dtype)), cuda.to_device(_bias_corrections(opt, t0, steps, dtype)))
-    phi = d_phi.copy_to_host()
+    phi, m, v = (*out, None, None)[:3] if out is not None else (None, None, None)
+    phi = d_phi.copy_to_host(phi)
     losses = d_loss.copy_to_host()
-    new_state = AdamState(d_m.copy_to_host(), d_v.copy_to_host(), t0 + steps) if adam else None
+    new_state = AdamState(d_m.copy_to_host(m), d_v.copy_to_host(v), t0 + steps) if adam else None
     return InnerResult(phi, losses, new_state)
 
 

@@ -6,9 +6,10 @@ Contract
 :mod:`minireptile.reference` (inner loop) and :func:`minireptile.reptile.train_chunk_generic`
 (outer iterations) compute, with the same signatures:
 
-    inner_loop(spec, theta, X, Y, plan, opt, state=None) -> InnerResult
+    inner_loop(spec, theta, X, Y, plan, opt, state=None, *, out=None) -> InnerResult
         theta (P,) or (n_tasks, P); X (n_tasks, n_points, d_in); Y (n_tasks, n_points, d_out) float
-        or (n_tasks, n_points) int for "ce"; plan (n_tasks, steps, batch) int
+        or (n_tasks, n_points) int for "ce"; plan (n_tasks, steps, batch) int; out (phi, m, v)
+        (n_tasks, P) arrays to write into
     train_chunk(spec, theta, X, Y, plans, eps, opt, state=None) -> (theta, losses, state)
         X (iters, n_tasks, n_points, d_in), plans (iters, n_tasks, steps, batch), eps (iters,)
     warmup(spec, dtype, opt) -> float
@@ -211,10 +212,12 @@ def _codes(spec: MLPSpec, opt: InnerOptimizer):
     return km.ACT_CODES[spec.activation], km.LOSS_CODES[spec.loss], km.OPT_CODES[opt.name], hyper
 
 
-def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry, update, task_block=None):
+def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry, update, task_block=None,
+          out=None):
     """Allocate outputs and scratch (once, outside the step loop) and run the kernel.
 
-    ``task_block``: tasks per reduction block (None: all tasks in one block).
+    ``task_block``: tasks per reduction block (None: all tasks in one block). ``out``: the outputs
+    (phi, m, v) to write into instead of new arrays (inner_loop's).
     """
     dtype = theta2.dtype
     iters, n, _, batch = plans.shape
@@ -222,7 +225,7 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     offs, aoffs, wlive, tlive = _layout(spec, batch)
     A = _pad(int(aoffs[-1]) + batch * spec.sizes[-1])
     Pm = P if opt.name == "adam" else 0
-    phi, m, v = _zeros((n, P), dtype), _zeros((n, Pm), dtype), _zeros((n, Pm), dtype)
+    phi, m, v = (_zeros((n, P), dtype), _zeros((n, Pm), dtype), _zeros((n, Pm), dtype)) if out is None else out
     task_loss, iter_loss = np.zeros(n, np.float64), np.zeros(iters, np.float64)
     threads = min(numba.get_num_threads(), n)
     Pp = _pad(P)
@@ -380,7 +383,8 @@ def _state_rows(state, P, dtype, adam, copy=True):
 # ---------------------------------------------------------------------------------------------
 # the backend functions
 # ---------------------------------------------------------------------------------------------
-def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: AdamState | None = None) -> InnerResult:
+def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: AdamState | None = None, *,
+               out=None) -> InnerResult:
     """Adapt θ to each task of a meta-batch (see :func:`minireptile.reference.inner_loop`).
 
     Parameters
@@ -393,6 +397,11 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
     opt : InnerOptimizer
     state : AdamState or None
         Adam moments (P,) or (n_tasks, P) and step count to start from; None: zeros.
+    out : tuple (phi, m, v) of ndarray, optional
+        Arrays (n_tasks, P) to write φ and the Adam moments into (m and v None for SGD), as
+        checked by :func:`minireptile.validation.out_arg`: θ may be ``phi`` and ``state.m``,
+        ``state.v`` may be ``m``, ``v`` (each task copies its start row into its own row first).
+        None: new arrays.
 
     Returns
     -------
@@ -407,15 +416,18 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
     X = _farray(X, dtype)
     n = X.shape[0]
     plans = _farray(plan, np.int64)[None]
-    if n == 0:  # nothing to adapt (as the reference: empty results)
-        empty = np.empty((0, P), dtype)
-        return InnerResult(empty, np.zeros(0), AdamState(empty, empty.copy(), (state.t if state else 0) + plans.shape[2])
-                           if opt.name == "adam" else None)
-    Yf, Yi = _targets(spec, np.asarray(Y)[None], (1, n), dtype)
     adam = opt.name == "adam"
+    if out is not None and not adam:  # the kernel's SGD moments are (n, 0) arrays
+        out = (out[0], np.zeros((n, 0), dtype), np.zeros((n, 0), dtype))
+    if n == 0:  # nothing to adapt (as the reference: empty results)
+        phi, m, v = out if out is not None else (np.empty((0, P), dtype), np.empty((0, P), dtype),
+                                                 np.empty((0, P), dtype))
+        return InnerResult(phi, np.zeros(0), AdamState(m, v, (state.t if state else 0) + plans.shape[2])
+                           if adam else None)
+    Yf, Yi = _targets(spec, np.asarray(Y)[None], (1, n), dtype)
     m0, v0, t0, has_state = _state_rows(state, P, dtype, adam, copy=False)  # read only: no carry
     phi, m, v, task_loss, _, _ = _call(spec, theta2, X[None], Yf, Yi, plans, np.zeros(1), opt,
-                                       m0, v0, t0, has_state, False, False)
+                                       m0, v0, t0, has_state, False, False, out=out)
     new_state = AdamState(m, v, t0 + plans.shape[2]) if adam else None
     return InnerResult(phi, task_loss, new_state)
 

@@ -19,8 +19,10 @@ Shapes (n = episodes, s = ways*shots support points, q = ways*queries query poin
     plan (n, S, batch) int64              the inner loop's minibatches, made on the host
 
 Episodes are processed ``chunk`` at a time so that φ and the Adam moments, (chunk, P) each, stay
-small. Scoring uses :func:`query_scores`, a NumPy forward pass vectorised over episodes (checked
-against :func:`minireptile.reference.forward` in the tests). Nothing here draws random numbers.
+small; they are allocated once and adapted in place (the backends' ``inner_loop(..., out=...)``)
+at every scoring point and for every chunk. Scoring uses :func:`query_scores`, a NumPy forward
+pass vectorised over episodes (checked against :func:`minireptile.reference.forward` in the
+tests). Nothing here draws random numbers.
 """
 
 from __future__ import annotations
@@ -174,21 +176,41 @@ def adapt_and_classify(spec: MLPSpec, theta, Xs, Ys, Xq, Yq, plan, opt: InnerOpt
     """
     theta, Xs, Ys, Xq, Yq, plan = check.classify_args(spec, theta, Xs, Ys, Xq, Yq, plan)
     n, S = plan.shape[0], plan.shape[1]
+    steps = _steps_arg(steps, S)
+    return _adapt_and_classify(spec, theta, Xs, Ys, Xq, Yq, plan, opt, backend, steps, state,
+                               _buffers(n, spec.n_params, Xs.dtype, opt))
+
+
+def _steps_arg(steps, S: int) -> tuple[int, ...]:
     steps = tuple(range(S + 1)) if steps is None else tuple(int(k) for k in steps)
     if not steps or steps[0] < 0 or steps[-1] > S or any(b <= a for a, b in zip(steps, steps[1:])):
         raise ValueError(f"steps: expected increasing step counts in [0, {S}], got {steps}")
+    return steps
+
+
+def _buffers(n: int, P: int, dtype, opt: InnerOptimizer) -> tuple:
+    """φ and, for Adam, its moments: (n, P) arrays the inner loop adapts in place, call after call."""
+    return tuple(np.empty((n, P), dtype) for _ in range(3 if opt.name == "adam" else 1))
+
+
+def _adapt_and_classify(spec, theta, Xs, Ys, Xq, Yq, plan, opt, backend, steps, state, buffers) -> FewShotResult:
+    """:func:`adapt_and_classify` on checked arguments, adapting in ``buffers`` ((N, P) arrays, N >= n:
+    the first n rows are used), so that one allocation serves every backend call of a group."""
+    n = plan.shape[0]
+    out = tuple(b[:n] for b in buffers)
     loss = np.empty((n, len(steps)))
     accuracy = np.empty((n, len(steps)))
-    phi = np.empty((n, spec.n_params), dtype=Xs.dtype)
+    phi = out[0]
     phi[...] = theta
     done = 0
     for j, target in enumerate(steps):
         if target > done:
             # φ and the data were checked (θ and the episodes above, φ after every call below), so
-            # the backend need not scan (n, P) arrays for NaN again at each scoring point
+            # the backend need not scan (n, P) arrays for NaN again at each scoring point; φ and the
+            # Adam moments are adapted in place, in the same memory at every call
             with np.errstate(over="ignore", invalid="ignore"):
                 res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, done:target]), opt, state,
-                                         check_finite=False)
+                                         check_finite=False, out=out)
             phi, state, done = res.phi, res.state, target
         with np.errstate(over="ignore", invalid="ignore"):
             loss[:, j], accuracy[:, j] = _query_scores(spec, phi, Xq, Yq)
@@ -230,13 +252,18 @@ def evaluate_episodes(spec: MLPSpec, start, vectors: np.ndarray, episodes, plan:
     FewShotResult
     """
     parts = []
+    buffers = None
     for i in range(0, episodes.n, chunk):
         j = min(i + chunk, episodes.n)
         ep = episodes.slice(i, j)
         theta = start(i, j) if callable(start) else start
-        parts.append(adapt_and_classify(spec, theta, gather(vectors, ep.support), ep.support_labels,
-                                        gather(vectors, ep.query), ep.query_labels, plan[i:j], opt, backend, steps,
-                                        state))
+        theta, Xs, Ys, Xq, Yq, plan_ij = check.classify_args(spec, theta, gather(vectors, ep.support),
+                                                             ep.support_labels, gather(vectors, ep.query),
+                                                             ep.query_labels, plan[i:j])
+        if buffers is None or buffers[0].dtype != Xs.dtype:  # φ and the moments of a whole chunk, once
+            buffers = _buffers(j - i, spec.n_params, Xs.dtype, opt)
+        parts.append(_adapt_and_classify(spec, theta, Xs, Ys, Xq, Yq, plan_ij, opt, backend,
+                                         _steps_arg(steps, plan_ij.shape[1]), state, buffers))
         if callback is not None:
             callback(j - i)
     return FewShotResult(parts[0].steps, np.concatenate([p.loss for p in parts]),

@@ -165,6 +165,29 @@ def test_train_chunk_float32_adam_carry_through_get_backend():
     assert max_rel_error(got[2].m, ref[2].m) <= 1e-4 and max_rel_error(got[2].v, ref[2].v) <= 1e-4
 
 
+def test_inner_loop_adapts_in_place_into_out():
+    """``out``: the result lands in the given host arrays, θ and the Adam state may be them (bitwise as a new call)."""
+    spec = MLPSpec((2, 3, 2), "relu", "ce")
+    rng = np.random.default_rng(4)
+    n, pts, P = 2, 4, spec.n_params
+    theta = init_params(spec, rng)[None] + rng.normal(0, 0.1, (n, P))
+    X = rng.normal(size=(n, pts, 2))
+    Y = rng.integers(0, 2, (n, pts))
+    plan = rng.integers(0, pts, (n, 2, 3))
+    opt = InnerOptimizer("adam", 0.05)
+    backend = get_backend("cuda")
+    once = backend.inner_loop(spec, theta, X, Y, plan, opt, threads_per_block=4)
+    twice = backend.inner_loop(spec, once.phi, X, Y, plan, opt, once.state, threads_per_block=4)
+    out = (theta.copy(), np.empty((n, P)), np.empty((n, P)))
+    first = backend.inner_loop(spec, out[0], X, Y, plan, opt, out=out, threads_per_block=4)
+    assert first.phi is out[0] and first.state.m is out[1] and first.state.v is out[2]
+    np.testing.assert_array_equal(first.phi, once.phi)
+    second = backend.inner_loop(spec, out[0], X, Y, plan, opt, first.state, out=out, threads_per_block=4)
+    np.testing.assert_array_equal(second.phi, twice.phi)
+    np.testing.assert_array_equal(second.state.v, twice.state.v)
+    assert second.state.t == twice.state.t == 4
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gist_network_default_launch(dtype):
     """The gist's 1-64-64-1 tanh net with the default block size: φ in shared memory in float32

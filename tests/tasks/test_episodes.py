@@ -15,6 +15,8 @@ from minireptile.evaluation.fewshot import (adapt_and_classify, evaluate_episode
                                  score_schedule)
 from minireptile.tasks import stream_rng
 
+from cpu_backends import CPU_BACKENDS
+
 NUMPY = get_backend("numpy")
 
 
@@ -209,6 +211,30 @@ def test_step_by_step_adaptation_equals_one_inner_loop_call():
     phi = reference.inner_loop(spec, theta, Xs, ep.support_labels, plan, opt, state).phi
     np.testing.assert_allclose(carried.loss[:, 2], query_scores(spec, phi, Xq, ep.query_labels)[0], rtol=1e-12)
     assert not np.allclose(carried.loss[:, 2], sparse.loss[:, 2])
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_evaluation_adapting_in_place_equals_fresh_inner_loop_calls_bitwise(name):
+    """φ and the Adam moments live in one set of buffers for all chunks and scoring points (the last
+    chunk smaller): each score is bitwise that of φ from one new ``inner_loop`` call of that many steps."""
+    backend = get_backend(name)
+    vectors, ep = _episode_data(n=7)
+    spec = MLPSpec((5, 6, 3), "relu", "ce")
+    theta = init_params(spec, np.random.default_rng(1))
+    plan = minibatch_plan(stream_rng(0, 3), ep.n, 6, 5, 4)
+    rng = np.random.default_rng(2)
+    for opt, state in ((InnerOptimizer("sgd", 0.1), None), (InnerOptimizer("adam", 0.01), None),
+                       (InnerOptimizer("adam", 0.01),
+                        AdamState(rng.normal(0, 0.01, spec.n_params), rng.uniform(0, 1e-3, spec.n_params), 9))):
+        res = evaluate_episodes(spec, theta, vectors, ep, plan, opt, backend, (0, 1, 3, 5), state, chunk=3)
+        Xs, Xq = gather(vectors, ep.support), gather(vectors, ep.query)
+        for j, k in enumerate((1, 3, 5)):
+            phi = backend.inner_loop(spec, theta, Xs, ep.support_labels, plan[:, :k], opt, state).phi
+            loss, acc = query_scores(spec, phi, Xq, ep.query_labels)
+            np.testing.assert_array_equal(res.loss[:, j + 1], loss)
+            np.testing.assert_array_equal(res.accuracy[:, j + 1], acc)
+        loss, _ = query_scores(spec, np.broadcast_to(theta, (ep.n, spec.n_params)), Xq, ep.query_labels)
+        np.testing.assert_array_equal(res.loss[:, 0], loss)
 
 
 def test_score_schedule():
