@@ -24,26 +24,32 @@ outputs and the scratch row of the thread that runs it (reused task after task: 
 working set is its φ rows, not five rows per task), and reductions over tasks run afterwards in
 task order, so 1 and 2 threads give bitwise equal results. No random numbers are drawn: minibatches come in as an index plan.
 
-How it is fast (gist net 1-64-64-1, minibatch 10, on a 2-core AVX-512 EPYC; docs/benchmarks.md):
+How it is fast (gist net 1-64-64-1, minibatch 10; docs/benchmarks.md has the numbers):
 
 * The products are register-tiled LLVM vector code (:func:`minireptile.backends.numba_simd.gemm`): the
   forward ``z = a·Wᵀ`` reads Wᵀ (in, out), the input gradient ``da = dz·W`` reads W (out, in), so a
   layer that needs both keeps both, and SGD updates both from the same fused-multiply-add chains
-  (``W`` and ``Wᵀ`` stay exact transposes); Adam updates W and copies it into Wᵀ. A layer with a
-  narrow output (fan_out < 8, the regression head) uses vectorised dot products on W instead.
-* tanh is :func:`minireptile.backends.kernel_math.tanh_f32` / ``tanh_f64``, which vectorise (no SVML here:
-  ``math.tanh`` is a scalar libm call). ``error_model="numpy"`` drops the zero-division checks.
-* Elementwise loops index 2-D views (``view2d``) or 1-D slices, never ``array[offset + i]``: a
-  signed offset keeps Numba's negative-index wraparound in the loop and LLVM from vectorising it.
+  (``W`` and ``Wᵀ`` stay exact transposes); Adam updates W and copies it into Wᵀ, by register blocks
+  (:func:`~minireptile.backends.numba_simd.transpose_blocks`). A layer with a narrow output
+  (fan_out < 8, the regression head) uses vectorised dot products on W instead.
+* tanh is :func:`minireptile.backends.kernel_math.tanh_f32` / ``tanh_f64`` in 64-byte vectors
+  (:func:`~minireptile.backends.numba_simd.tanh_inplace`; no SVML here: ``math.tanh`` is a scalar libm
+  call). ``error_model="numpy"`` drops the zero-division checks.
+* Views are borrowed (``view1d``, ``view2d``, ``row``): no bounds checks, no negative-index
+  wraparound (which keeps LLVM from vectorising), and no reference count (an atomic increment and
+  decrement per view, which on Intel cores cost a sixth of a serial step).
+* The backend allocates the scratch on 64-byte boundaries and pads each layer's block of
+  activations to whole vectors: a vector that straddles two cache lines costs two accesses on Intel.
 * No ``fastmath``: sums are never reassociated, so results are fixed by the source.
 
-How it compiles fast (about 6 s cold for one specialisation, 28 s for the one signature that held
-every branch before): numba generates machine code for each compiled function again inside every
-compiled caller that links it, so the chain entry → task → step loop → helpers cost its depth times
-the kernel. The task and step loop are inlined in Numba IR (``inline="always"``), the entry is
-written out, ``gemm`` is one function with int64 (never literal) arguments, so one signature
-serves every call site, and the activation/loss/optimizer codes are literals of the entry's
-closure, so only the branches a run uses reach LLVM.
+How it compiles fast (6–8 s cold for one specialisation on a 2-core machine, 28 s for the one
+signature that held every branch before): numba generates machine code for each compiled function
+again inside every compiled caller that links it, and its IR inliner copies the callee's IR (about
+a second for the task and step loop). So the task and step loop are written out in ``run_chunk``
+itself; the helpers it calls are small, ``gemm`` is one function with int64 (never literal)
+arguments, so one signature serves every call site, and the activation/loss/optimizer codes are
+literals of the entry's closure, so only the branches a run uses reach LLVM (the Adam state's
+carry is not compiled into SGD kernels at all).
 """
 
 from __future__ import annotations
@@ -56,9 +62,6 @@ from . import kernel_math as km
 from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, row, tanh_inplace, transpose_blocks, view1d, view2d
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
-# The big per-task functions are inlined into the entry in Numba IR (see "How it compiles fast").
-# Small helpers stay separate: inlining them in IR costs more in numba's inliner than it saves.
-_INLINE = dict(_JIT, inline="always")
 
 _tanh_f32 = njit(**_JIT)(km.tanh_f32)
 _tanh_f64 = njit(**_JIT)(km.tanh_f64)
@@ -184,130 +187,12 @@ def _loss_and_dout(dout, out, Yf, Yi, idx, loss_code):
     return total / B
 
 
-# ---------------------------------------------------------------------------------------------
-# one task: all its inner steps
-# ---------------------------------------------------------------------------------------------
-@njit(**_INLINE)
-def _adapt_task(phi, m, v, wt, act, dlt, grad,
-                X, Yf, Yi, plan,
-                offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t0, wt_ready):
-    """Run one task's inner loop in place on its rows; return its mean pre-update loss (float64).
-
-    phi, m, v (P,) start values in, adapted values out (m, v unused for SGD); wt, grad (P,),
-    act, dlt (A,) scratch. X (n_points, d_in), Yf (n_points, d_out) or dummy, Yi (n_points,) or
-    dummy, plan (steps, B). offs (L, 4) = w_off, b_off, fan_in, fan_out; aoffs (L + 1,);
-    wlive, tlive (L,) whether a layer keeps W / Wᵀ current during the loop;
-    hyper (4,) float64 = (lr, beta1, beta2, eps); t0 Adam steps taken before; wt_ready: wt already
-    holds Wᵀ of phi's start values (else it is transposed here).
-    """
-    dt = phi.dtype.type
-    lr, beta1, beta2, adam_eps = dt(hyper[0]), dt(hyper[1]), dt(hyper[2]), dt(hyper[3])
-    zero = dt(0)
-    steps, B = plan.shape
-    L = offs.shape[0]
-    d_in = offs[0, 2]
-    d_out = offs[L - 1, 3]
-    adam = opt_code == km.OPT_ADAM
-    # plain int64 values, not literals: a literal argument would compile one more gemm per call site
-    one, store, accumulate, sgd = np.int64(1), np.int64(MODE_STORE), np.int64(MODE_ACCUMULATE), np.int64(MODE_SGD)
-    if not wt_ready:
-        _transpose_layers(wt, phi, offs, tlive)
-    total = 0.0
-    for s in range(steps):
-        idx = row(plan, s)
-        a0 = view2d(act, 0, B, d_in)
-        for b in range(B):
-            for k in range(d_in):
-                a0[b, k] = X[idx[b], k]
-        # forward: z_l = a_l·W_lᵀ + b_l, a_{l+1} = act(z_l) (the output layer stays linear)
-        for l in range(L):
-            w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-            ao, zo = aoffs[l], aoffs[l + 1]
-            z = view1d(act, zo, B * fo)
-            if tlive[l]:
-                z2 = view2d(act, zo, B, fo)
-                bias = view1d(phi, b_off, fo)
-                for b in range(B):
-                    for j in range(fo):
-                        z2[b, j] = bias[j]
-                gemm(act, zo, fo, B, fo, act, ao, fi, one, wt, w_off, fo, fi, zero, accumulate)
-            else:
-                _forward_dot(view2d(act, zo, B, fo), act, ao, phi, w_off, b_off, B, fi, fo)
-            if l < L - 1:
-                _activate(z, act_code)
-        zo = aoffs[L]
-        total += _loss_and_dout(view2d(dlt, zo, B, d_out), view2d(act, zo, B, d_out),
-                                Yf, Yi, idx, loss_code) / steps
-        # backward, top layer first; dz of layer l lives at aoffs[l + 1] in dlt
-        for l in range(L - 1, -1, -1):
-            w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-            ao, zo = aoffs[l], aoffs[l + 1]
-            if l > 0:  # da = dz·W with W before this step's update, then da ⊙ act'(z)
-                gemm(dlt, ao, fi, B, fi, dlt, zo, fo, one, phi, w_off, fi, fo, zero, store)
-                _times_activate_grad(view1d(dlt, ao, zo - ao), view1d(act, ao, zo - ao), act_code)
-            _bias_grad(view1d(grad, b_off, fo), view2d(dlt, zo, B, fo))
-            if adam:  # dW = dzᵀ·a into grad; Adam applies all of grad below
-                gemm(grad, w_off, fi, fo, fi, dlt, zo, one, fo, act, ao, fi, B, zero, store)
-                continue
-            # SGD: θ ← θ − lr·g, on W (out, in) and on Wᵀ (in, out) with the same sums
-            if wlive[l]:
-                gemm(phi, w_off, fi, fo, fi, dlt, zo, one, fo, act, ao, fi, B, lr, sgd)
-            if tlive[l]:
-                gemm(wt, w_off, fo, fi, fo, act, ao, one, fi, dlt, zo, fo, B, lr, sgd)
-            bias = view1d(phi, b_off, fo)
-            db = view1d(grad, b_off, fo)
-            for j in range(fo):
-                bias[j] -= lr * db[j]
-        if adam:
-            t = t0 + s + 1
-            bc1 = dt(1.0 - hyper[1] ** t)  # 1 - β1^t in float64, then rounded, as the reference
-            bc2 = dt(1.0 - hyper[2] ** t)
-            for p in range(phi.shape[0]):
-                phi[p], m[p], v[p] = _adam_update(phi[p], grad[p], m[p], v[p], lr, beta1, beta2, adam_eps, bc1, bc2)
-            _transpose_layers(wt, phi, offs, tlive)
-    if not adam:
-        for l in range(L):
-            if tlive[l] and not wlive[l]:
-                w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-                _transpose(view2d(phi, w_off, fo, fi), view2d(wt, w_off, fi, fo))
-    return total
-
-
-@njit(**_INLINE)
-def _run_task(i, k, it, theta, tht, m0, v0, has_state, phi, m, v, task_loss, wt, act, dlt, grad,
-              X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t0):
-    """Task i (int64) of iteration it in scratch row k (the calling thread's): start from θ (and θᵀ,
-    the carried Adam state), adapt, store φ_i, the moments and the loss."""
-    P = phi.shape[1]
-    shared = theta.shape[0] == 1
-    r = 0 if shared else i
-    for p in range(P):
-        phi[i, p] = theta[r, p]
-    if shared:
-        for p in range(P):
-            wt[k, p] = tht[p]
-    if opt_code == km.OPT_ADAM:
-        if has_state:
-            rs = 0 if m0.shape[0] == 1 else i
-            for p in range(P):
-                m[i, p] = m0[rs, p]
-                v[i, p] = v0[rs, p]
-        else:
-            for p in range(P):
-                m[i, p] = 0
-                v[i, p] = 0
-    task_loss[i] = _adapt_task(row(phi, i), row(m, i), row(v, i), row(wt, k), row(act, k), row(dlt, k),
-                               row(grad, k), row(row(X, it), i), row(row(Yf, it), i), row(row(Yi, it), i),
-                               row(row(plans, it), i), offs, aoffs, wlive, tlive,
-                               act_code, loss_code, opt_code, hyper, t0, shared)
-
-
 @njit(**_JIT)
 def _transpose_layers(wt, w, offs, tlive):
     """wt = W transposed, layer by layer, for the layers that keep Wᵀ.  wt, w (P,)."""
     for l in range(offs.shape[0]):
         if tlive[l]:
-            w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+            w_off, fi, fo = offs[l, 0], offs[l, 2], offs[l, 3]
             _transpose(view2d(wt, w_off, fi, fo), view2d(w, w_off, fo, fi))
 
 
@@ -355,7 +240,9 @@ def _entry(act_code, loss_code, opt_code):
         Inputs: X (iters, n, n_points, d_in); Yf (iters, n, n_points, d_out) for mse else a dummy
         (iters, n, 1, 1); Yi (iters, n, n_points) for ce else a dummy (iters, n, 1); plans
         (iters, n, steps, B); eps (iters,) float64.
-        Sizes and switches: offs, aoffs, wlive, tlive (see _adapt_task); hyper (4,) float64 =
+        Sizes and switches: offs (L, 4) = w_off, b_off, fan_in, fan_out per layer; aoffs (L + 1,)
+        the layers' blocks in act and dlt; wlive, tlive (L,) whether a layer keeps W / Wᵀ current
+        during the steps; hyper (4,) float64 =
         (lr, beta1, beta2, eps); tblock: tasks per reduction block (see _reduce_columns); t0 Adam
         steps taken before. Reductions over tasks: the tasks in task order within blocks of ``tblock``
         tasks, then the block sums in block order, as the distributed meta-batch
@@ -363,14 +250,108 @@ def _entry(act_code, loss_code, opt_code):
         way whoever runs it, so threads may share the columns out.
         """
         steps = plans.shape[2]
+        P = phi.shape[1]
+        shared = theta.shape[0] == 1
         t = t0
         hs = has_state
         if start:
             _start_chunk(theta, tht, offs, tlive)
         for it in range(it_lo, it_hi):
-            for i in range(lo, hi):
-                _run_task(i, k, it, theta, tht, m0, v0, hs, phi, m, v, task_loss, wt, act, dlt, grad,
-                          X, Yf, Yi, plans, offs, aoffs, wlive, tlive, act_code, loss_code, opt_code, hyper, t)
+            for i in range(lo, hi):  # task i in scratch row k: start from θ (θᵀ, the Adam state), adapt
+                r = 0 if shared else i
+                ph, wk = row(phi, i), row(wt, k)
+                th = row(theta, r)
+                for p in range(P):
+                    ph[p] = th[p]
+                if shared:
+                    for p in range(P):
+                        wk[p] = tht[p]
+                mi, vi = row(m, i), row(v, i)
+                if adam:
+                    if hs:
+                        rs = 0 if m0.shape[0] == 1 else i
+                        m0r, v0r = row(m0, rs), row(v0, rs)
+                        for p in range(P):
+                            mi[p] = m0r[p]
+                            vi[p] = v0r[p]
+                    else:
+                        for p in range(P):
+                            mi[p] = 0
+                            vi[p] = 0
+                # the task's inner loop, in place on its rows (as reference.inner_loop): ph, mi, vi (P,)
+                # start values in, adapted values out; wk (Wᵀ, P), gk (P,), ak, dk (A,) the thread's scratch
+                ak, dk, gk = row(act, k), row(dlt, k), row(grad, k)
+                Xt, Yft, Yit, pl = row(row(X, it), i), row(row(Yf, it), i), row(row(Yi, it), i), row(row(plans, it), i)
+                dt = ph.dtype.type
+                lr, beta1, beta2, adam_eps = dt(hyper[0]), dt(hyper[1]), dt(hyper[2]), dt(hyper[3])
+                zero = dt(0)
+                B = pl.shape[1]
+                L = offs.shape[0]
+                d_in = offs[0, 2]
+                d_out = offs[L - 1, 3]
+                # plain int64 values, not literals: a literal argument would compile one more gemm per call site
+                one, store, accumulate, sgd = np.int64(1), np.int64(MODE_STORE), np.int64(MODE_ACCUMULATE), np.int64(MODE_SGD)
+                if not shared:
+                    _transpose_layers(wk, ph, offs, tlive)
+                tl = 0.0
+                for s in range(steps):
+                    idx = row(pl, s)
+                    a0 = view2d(ak, 0, B, d_in)
+                    for b in range(B):
+                        for kk in range(d_in):
+                            a0[b, kk] = Xt[idx[b], kk]
+                    # forward: z_l = a_l·W_lᵀ + b_l, a_{l+1} = act(z_l) (the output layer stays linear)
+                    for l in range(L):
+                        w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+                        ao, zo = aoffs[l], aoffs[l + 1]
+                        z = view1d(ak, zo, B * fo)
+                        if tlive[l]:
+                            z2 = view2d(ak, zo, B, fo)
+                            bias = view1d(ph, b_off, fo)
+                            for b in range(B):
+                                for j in range(fo):
+                                    z2[b, j] = bias[j]
+                            gemm(ak, zo, fo, B, fo, ak, ao, fi, one, wk, w_off, fo, fi, zero, accumulate)
+                        else:
+                            _forward_dot(view2d(ak, zo, B, fo), ak, ao, ph, w_off, b_off, B, fi, fo)
+                        if l < L - 1:
+                            _activate(z, act_code)
+                    zo = aoffs[L]
+                    tl += _loss_and_dout(view2d(dk, zo, B, d_out), view2d(ak, zo, B, d_out),
+                                            Yft, Yit, idx, loss_code) / steps
+                    # backward, top layer first; dz of layer l lives at aoffs[l + 1] in dlt
+                    for l in range(L - 1, -1, -1):
+                        w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+                        ao, zo = aoffs[l], aoffs[l + 1]
+                        if l > 0:  # da = dz·W with W before this step's update, then da ⊙ act'(z)
+                            gemm(dk, ao, fi, B, fi, dk, zo, fo, one, ph, w_off, fi, fo, zero, store)
+                            _times_activate_grad(view1d(dk, ao, zo - ao), view1d(ak, ao, zo - ao), act_code)
+                        _bias_grad(view1d(gk, b_off, fo), view2d(dk, zo, B, fo))
+                        if adam:  # dW = dzᵀ·a into grad; Adam applies all of grad below
+                            gemm(gk, w_off, fi, fo, fi, dk, zo, one, fo, ak, ao, fi, B, zero, store)
+                            continue
+                        # SGD: θ ← θ − lr·g, on W (out, in) and on Wᵀ (in, out) with the same sums
+                        if wlive[l]:
+                            gemm(ph, w_off, fi, fo, fi, dk, zo, one, fo, ak, ao, fi, B, lr, sgd)
+                        if tlive[l]:
+                            gemm(wk, w_off, fo, fi, fo, ak, ao, one, fi, dk, zo, fo, B, lr, sgd)
+                        bias = view1d(ph, b_off, fo)
+                        db = view1d(gk, b_off, fo)
+                        for j in range(fo):
+                            bias[j] -= lr * db[j]
+                    if adam:
+                        ts = t + s + 1
+                        bc1 = dt(1.0 - hyper[1] ** ts)  # 1 - β1^t in float64, then rounded, as the reference
+                        bc2 = dt(1.0 - hyper[2] ** ts)
+                        for p in range(ph.shape[0]):
+                            ph[p], mi[p], vi[p] = _adam_update(ph[p], gk[p], mi[p], vi[p], lr, beta1, beta2, adam_eps, bc1, bc2)
+                        _transpose_layers(wk, ph, offs, tlive)
+                if not adam:
+                    for l in range(L):
+                        if tlive[l] and not wlive[l]:
+                            w_off, b_off, fi, fo = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+                            _transpose(view2d(ph, w_off, fo, fi), view2d(wk, w_off, fi, fo))
+                task_loss[i] = tl
             if update:  # after every task of the iteration: its mean loss, the outer update, the Adam state
                 if c_lo == 0:  # the task losses in the blocked order of _reduce_columns
                     n = task_loss.shape[0]

@@ -453,6 +453,7 @@ def tanh_inplace(typingctx, arr):
 # ---------------------------------------------------------------------------------------------
 # transpose in register blocks
 # ---------------------------------------------------------------------------------------------
+TRANSPOSE_BLOCK = 16  # one 64-byte float32 vector per block row (float64: 16 × 8 bytes, two)
 def _transpose_network(builder, rows):
     """Transpose the N×N block held in ``rows`` (N vectors of N lanes, N a power of two): at each scale
     h = 1, 2, 4, … rows i and i + h swap their off-diagonal h×h sub-blocks (two shuffles per pair)."""
@@ -486,7 +487,7 @@ def transpose_blocks(typingctx, dst, src):
         dty, sty = signature.args
         fty = context.get_value_type(sty.dtype)
         itemsize = context.get_abi_sizeof(fty)
-        N = VECTOR_BYTES // itemsize
+        N = TRANSPOSE_BLOCK
         vty = ir.VectorType(fty, N)
         i64 = ir.IntType(64)
         d = make_array(dty)(context, builder, args[0])
