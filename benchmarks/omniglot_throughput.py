@@ -12,6 +12,10 @@ What it measures (synthetic 28x28 data of Omniglot's shape, so it needs no datas
     peak     numpy float32 GEMM 2048x2048x2048 GFLOP/s (all BLAS threads): the matmul peak the
              MLP kernels are compared with
 
+train, sample and eval run with numpy's BLAS on one thread, as the ``minireptile`` commands run it
+(set in-process through bench_backends.BlasThreads; where that is unavailable, with numpy's default and a
+note in the output).
+
 Each quantity is measured after a burn-in, in ``--repeats`` interleaved rounds (sample, peak, then
 train and eval for each backend, again ...), and reported as min and median: on a shared machine the minimum is the
 least disturbed run. Usage::
@@ -23,16 +27,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from minireptile import InnerOptimizer, MLPSpec, ReptileConfig, get_backend, init_params, meta_train
-from minireptile.tasks.episodes import EpisodeConfig, block_iters_for, full_batch_plan, sample_episodes, train_block
-from minireptile.evaluation.fewshot import evaluate_episodes, score_schedule
-from minireptile.tasks import stream_rng
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_backends import BlasThreads  # noqa: E402
+from minireptile import InnerOptimizer, MLPSpec, ReptileConfig, get_backend, init_params, meta_train  # noqa: E402
+from minireptile.tasks.episodes import (EpisodeConfig, block_iters_for, full_batch_plan, sample_episodes,  # noqa: E402
+                                       train_block)
+from minireptile.evaluation.fewshot import evaluate_episodes, score_schedule  # noqa: E402
+from minireptile.tasks import stream_rng  # noqa: E402
 
 # the command's defaults (minireptile/commands/omniglot.py)
 WAYS, SHOTS, TRAIN_SHOTS, QUERIES = 5, 1, 10, 5
@@ -88,17 +99,24 @@ def main(argv=None) -> int:
         return (time.perf_counter() - t) / args.episodes
 
     a = rng.random((2048, 2048), dtype=np.float32)
+    blas = BlasThreads()
+    if not blas.available:
+        print("note: BLAS threads cannot be set in-process here; everything runs with numpy's default BLAS threads")
 
     def peak() -> float:
+        blas(os.cpu_count() or 1)
         t = time.perf_counter()
         a @ a
-        return 2 * 2048**3 / (time.perf_counter() - t) / 1e9
+        gflops = 2 * 2048**3 / (time.perf_counter() - t) / 1e9
+        blas(1)  # as the commands run it
+        return gflops
 
     measures = {"sample": sample, "peak": peak}
     for backend in backends:
         backend.warmup(spec, np.float32, opt)
         measures[f"train {backend.name}"] = lambda b=backend: train(b)
         measures[f"eval {backend.name}"] = lambda b=backend: evaluate(b)
+    blas(1)
     for f in measures.values():  # burn-in
         f()
     runs = {name: [] for name in measures}
@@ -114,7 +132,8 @@ def main(argv=None) -> int:
     result = {
         "config": {"model": spec.to_dict(), "n_params": spec.n_params, "meta_batch": META_BATCH,
                    "inner_iters": INNER_ITERS, "inner_batch": INNER_BATCH, "inner": opt.to_dict(),
-                   "repeats": args.repeats, "iters": args.iters, "episodes": args.episodes},
+                   "repeats": args.repeats, "iters": args.iters, "episodes": args.episodes,
+                   "blas_threads": 1 if blas.available else "numpy default"},
         "gflop_per_iteration": flop / 1e9,
         "sample_seconds_per_iteration": {"min": best["sample"], "median": med["sample"]},
         "matmul_peak_gflops": {"best": best["peak"], "median": med["peak"]},
@@ -131,10 +150,16 @@ def main(argv=None) -> int:
             "seconds_per_iteration": {"min": best[tr], "median": med[tr]},
             "train_gflops": {"best": flop / best[tr] / 1e9, "median": flop / med[tr] / 1e9},
             "eval_seconds_per_episode": {"min": best[ev], "median": med[ev]},
+            # one inner step: of an evaluation episode (batch = the support set) / of a training task (batch 10)
+            "eval_over_train_per_step": {k: (d[ev] / EVAL_ITERS) / (d[tr] / (META_BATCH * INNER_ITERS))
+                                         for k, d in (("min", best), ("median", med))},
         }
+        ratio = result["backends"][backend.name]["eval_over_train_per_step"]
         print(f"  {backend.name:>6}: {best[tr] * 1e3:.1f} ms/iter (median {med[tr] * 1e3:.1f}) = "
               f"{flop / best[tr] / 1e9:.1f} GFLOP/s, {100 * flop / best[tr] / 1e9 / best['peak']:.0f}% of peak; "
-              f"eval {best[ev] * 1e3:.0f} ms/episode (median {med[ev] * 1e3:.0f})")
+              f"eval {best[ev] * 1e3:.0f} ms/episode (median {med[ev] * 1e3:.0f}); per inner step "
+              f"{best[ev] / EVAL_ITERS * 1e3:.2f} ms eval vs {best[tr] / (META_BATCH * INNER_ITERS) * 1e3:.2f} ms "
+              f"train = {ratio['min']:.2f}x (median {ratio['median']:.2f}x)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -11,11 +11,17 @@ traceback (docs/errors.md):
     3    training diverged (DivergenceError): the last finite θ was checkpointed
     130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM: a checkpoint was written to resume from
 
+BLAS threads: a command runs numpy's BLAS (OpenBLAS, MKL) on one thread unless
+``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` say otherwise (:func:`single_threaded_blas`). Its matrix
+products are small (scoring a few query images per episode, the NumPy backend's minibatches): a second
+BLAS thread gains little there, and on a machine busy with other jobs each product waits for a
+descheduled BLAS thread, which made few-shot evaluation several times slower.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -43,12 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def single_threaded_blas() -> bool:
+    """Default numpy's BLAS to one thread for this process and its children (where not set already).
+
+    BLAS reads these variables once, when numpy is first imported: with numpy already imported (a
+    ``main()`` call from Python), nothing is changed. Returns whether the defaults were set.
+    """
+    if "numpy" in sys.modules:
+        return False
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+    return True
+
+
 def main(argv=None) -> int:
     """Entry point of the ``minireptile`` console script. Returns the exit status (see the module doc).
 
     Bad flag values make argparse exit via SystemExit(2) after one line on stderr. The commands are
     imported here, not when this module is, so a Ctrl-C while they load is one line and status 130.
+    BLAS runs on one thread unless the environment says otherwise (see the module doc).
     """
+    single_threaded_blas()
     try:
         parser = build_parser()
         from .commands.common import EXIT_SIGNAL

@@ -63,15 +63,22 @@ def query_scores(spec: MLPSpec, phi: np.ndarray, X: np.ndarray, Y: np.ndarray):
 
 
 def _query_scores(spec: MLPSpec, phi: np.ndarray, X: np.ndarray, Y: np.ndarray):
+    # the forward pass of reference.forward with the points as columns: z (n, out, q) = W · aᵀ + b,
+    # so every product reads W (out, in) as stored and the activations stay contiguous
     n, q = Y.shape
-    a = X
+    a = X.transpose(0, 2, 1)                                        # (n, d_in, q), a view
     layers = spec.offsets_array()
     for layer, (w_off, b_off, fan_in, fan_out) in enumerate(layers):
         W = phi[:, w_off:b_off].reshape(n, fan_out, fan_in)         # (n, out, in), a view
         b = phi[:, b_off:b_off + fan_out]                           # (n, out)
-        z = np.matmul(a, W.transpose(0, 2, 1)) + b[:, None, :]      # (n, q, out)
-        a = z if layer == len(layers) - 1 else (np.tanh(z) if spec.activation == "tanh" else np.maximum(z, 0))
-    logits = a.astype(np.float64)                                   # (n, q, C)
+        a = np.matmul(W, a)                                         # (n, out, q)
+        a += b[:, :, None]
+        if layer < len(layers) - 1:
+            if spec.activation == "tanh":
+                np.tanh(a, out=a)
+            else:
+                np.maximum(a, 0, out=a)
+    logits = a.transpose(0, 2, 1).astype(np.float64)                # (n, q, C)
     shifted = logits - logits.max(axis=2, keepdims=True)
     logp = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
     loss = -np.take_along_axis(logp, Y[:, :, None], axis=2)[:, :, 0].mean(axis=1)

@@ -87,3 +87,25 @@ def test_importing_the_package_or_the_command_line_is_lazy():
             "assert set(minireptile.__all__) <= set(dir(minireptile))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+BLAS_THREADS = """
+import os, sys
+from minireptile.cli import single_threaded_blas
+set_here = single_threaded_blas()
+import numpy
+print(set_here, os.environ["OPENBLAS_NUM_THREADS"], os.environ["MKL_NUM_THREADS"], single_threaded_blas())
+"""
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "True 1 1 False"), ("2", "True 2 1 False")])
+def test_commands_default_blas_to_one_thread_unless_the_environment_says_otherwise(preset, expected):
+    """Set before numpy loads BLAS (which reads them once), never over the user's value; a no-op after numpy."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    proc = subprocess.run([sys.executable, "-c", BLAS_THREADS], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == expected.split()
