@@ -345,7 +345,8 @@ def _entry(act_code, loss_code, opt_code):
                         bc2 = dt(1.0 - hyper[2] ** ts)
                         for p in range(ph.shape[0]):
                             ph[p], mi[p], vi[p] = _adam_update(ph[p], gk[p], mi[p], vi[p], lr, beta1, beta2, adam_eps, bc1, bc2)
-                        _transpose_layers(wk, ph, offs, tlive)
+                        if s < steps - 1 or phi.shape[0] == 1:  # Wᵀ for the next step's forward, and
+                            _transpose_layers(wk, ph, offs, tlive)  # one task's φᵀ for the update of θᵀ
                 if not adam:
                     for l in range(L):
                         if tlive[l] and not wlive[l]:
