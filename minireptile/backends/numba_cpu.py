@@ -185,11 +185,11 @@ def _pad(n: int) -> int:
     return -(-n // _ALIGN_ITEMS) * _ALIGN_ITEMS
 
 
-def _zeros(shape, dtype) -> np.ndarray:
-    """np.zeros(shape, dtype) whose data starts on a 64-byte boundary."""
+def _zeros(shape, dtype, fill=True) -> np.ndarray:
+    """np.zeros(shape, dtype) (``fill=False``: np.empty) whose data starts on a 64-byte boundary."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    raw = np.zeros(nbytes + _ALIGN_BYTES, np.uint8)
+    raw = (np.zeros if fill else np.empty)(nbytes + _ALIGN_BYTES, np.uint8)
     start = (-raw.ctypes.data) % _ALIGN_BYTES
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
@@ -225,7 +225,9 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     offs, aoffs, wlive, tlive = _layout(spec, batch)
     A = _pad(int(aoffs[-1]) + batch * spec.sizes[-1])
     Pm = P if opt.name == "adam" else 0
-    phi, m, v = (_zeros((n, P), dtype), _zeros((n, Pm), dtype), _zeros((n, Pm), dtype)) if out is None else out
+    if out is None:  # every row is written by the kernel: no need to zero them
+        out = _zeros((n, P), dtype, False), _zeros((n, Pm), dtype, False), _zeros((n, Pm), dtype, False)
+    phi, m, v = out
     task_loss, iter_loss = np.zeros(n, np.float64), np.zeros(iters, np.float64)
     threads = min(numba.get_num_threads(), n)
     Pp = _pad(P)
