@@ -215,7 +215,7 @@ def inner_loop(
     n_tasks, steps, _ = plan.shape
     P = spec.n_params
     out = check.out_arg(out, opt, theta, X, Y, state, n_tasks, P)
-    phi, m, v = out if out is not None else (np.empty((n_tasks, P), dtype=X.dtype), None, None)
+    phi, m, v = (*out, None, None)[:3] if out is not None else (np.empty((n_tasks, P), dtype=X.dtype), None, None)
     phi[...] = theta
     losses = np.zeros(n_tasks, dtype=np.float64)
     adam = opt.name == "adam"

@@ -333,7 +333,7 @@ def out_arg(out, opt, theta, X, Y, state, n_tasks: int, P: int):
     ``theta``, ``X``, ``Y``, ``state`` are the cleaned inputs. θ may be ``phi`` itself and
     ``state.m`` / ``state.v`` may be ``m`` / ``v`` (the same memory: a task reads its start row
     before it writes it); no other input may overlap an output, nor the outputs each other.
-    Returns (phi, m, v), m and v None for SGD; None when ``out`` is None.
+    Returns ``out`` as a tuple, or None.
     """
     if out is None:
         return None
@@ -371,7 +371,7 @@ def out_arg(out, opt, theta, X, Y, state, n_tasks: int, P: int):
             allowed = f" (it may be {may_be} itself)" if may_be in names else ""
             raise ValueError(f"out[{names.index(name)}] ({name}): overlaps {in_name}{allowed}; "
                              "expected separate memory")
-    return (out[0], out[1], out[2]) if len(out) == 3 else (out[0], None, None)
+    return tuple(out)
 
 
 def train_chunk_args(spec_, theta, X, Y, plans, eps, opt, state=None, check_finite=True):

@@ -39,8 +39,8 @@ def validated(backend: Backend, check_sizes: Callable | None = None) -> Backend:
     """``backend`` with its three functions behind the argument checks of :mod:`minireptile.validation`.
 
     ``inner_loop`` takes a keyword ``out`` (see :func:`minireptile.reference.inner_loop`), checked here
-    and passed on as ``(phi, m, v)`` (m and v None for SGD) to backends that take it; for those that
-    do not, their result is copied into ``out``.
+    and passed on as a tuple, ``(phi,)`` for SGD or ``(phi, m, v)`` for Adam, to backends that take it;
+    for those that do not, their result is copied into ``out``.
 
     ``train_chunk`` takes a keyword ``task_block`` (int >= 1 or None; see
     :class:`~minireptile.config.ReptileConfig`), passed on to backends that reduce over tasks in blocks
@@ -83,11 +83,12 @@ def validated(backend: Backend, check_sizes: Callable | None = None) -> Backend:
 
 
 def _copied_into(out, res: InnerResult) -> InnerResult:
-    """``res`` with φ and the Adam moments copied into ``out`` = (phi, m, v) (m, v None for SGD)."""
-    phi, m, v = out
+    """``res`` with φ and the Adam moments copied into ``out`` = (phi,) or (phi, m, v)."""
+    phi = out[0]
     phi[...] = res.phi
     if res.state is None:
         return InnerResult(phi, res.loss, None)
+    m, v = out[1], out[2]
     m[...], v[...] = res.state.m, res.state.v
     return InnerResult(phi, res.loss, AdamState(m, v, res.state.t))
 

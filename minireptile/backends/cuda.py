@@ -300,9 +300,10 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
         Override the block size (tests use small blocks to exercise the strided loops).
     shared_limit : int
         Shared-memory bytes per block (lower it to force φ into global memory).
-    out : tuple (phi, m, v) of ndarray, optional
-        Host arrays (n_tasks, P) the results are copied into (m and v None for SGD); θ and the
-        state may be these arrays themselves (they are on the device before the kernel runs).
+    out : tuple of ndarray, optional
+        Host arrays (n_tasks, P) the results are copied into, ``(phi,)`` for SGD or ``(phi, m, v)``
+        for Adam; θ and the state may be these arrays themselves (they are on the device before
+        the kernel runs).
 
     Returns
     -------

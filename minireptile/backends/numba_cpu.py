@@ -8,8 +8,8 @@ Contract
 
     inner_loop(spec, theta, X, Y, plan, opt, state=None, *, out=None) -> InnerResult
         theta (P,) or (n_tasks, P); X (n_tasks, n_points, d_in); Y (n_tasks, n_points, d_out) float
-        or (n_tasks, n_points) int for "ce"; plan (n_tasks, steps, batch) int; out (phi, m, v)
-        (n_tasks, P) arrays to write into
+        or (n_tasks, n_points) int for "ce"; plan (n_tasks, steps, batch) int; out (phi,) or
+        (phi, m, v): (n_tasks, P) arrays to write into
     train_chunk(spec, theta, X, Y, plans, eps, opt, state=None) -> (theta, losses, state)
         X (iters, n_tasks, n_points, d_in), plans (iters, n_tasks, steps, batch), eps (iters,)
     warmup(spec, dtype, opt) -> float
@@ -399,9 +399,9 @@ def inner_loop(spec: MLPSpec, theta, X, Y, plan, opt: InnerOptimizer, state: Ada
     opt : InnerOptimizer
     state : AdamState or None
         Adam moments (P,) or (n_tasks, P) and step count to start from; None: zeros.
-    out : tuple (phi, m, v) of ndarray, optional
-        Arrays (n_tasks, P) to write φ and the Adam moments into (m and v None for SGD), as
-        checked by :func:`minireptile.validation.out_arg`: θ may be ``phi`` and ``state.m``,
+    out : tuple of ndarray, optional
+        Arrays (n_tasks, P) to write φ and the Adam moments into, ``(phi,)`` for SGD or
+        ``(phi, m, v)`` for Adam, as checked by :func:`minireptile.validation.out_arg`: θ may be ``phi`` and ``state.m``,
         ``state.v`` may be ``m``, ``v`` (each task copies its start row into its own row first).
         None: new arrays.
 

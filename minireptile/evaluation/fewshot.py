@@ -212,16 +212,18 @@ def _adapt_and_classify(spec, theta, Xs, Ys, Xq, Yq, plan, opt, backend, steps, 
     done = 0
     for j, target in enumerate(steps):
         if target > done:
-            # φ and the data were checked (θ and the episodes above, φ after every call below), so
-            # the backend need not scan (n, P) arrays for NaN again at each scoring point; φ and the
-            # Adam moments are adapted in place, in the same memory at every call
+            # θ and the episodes were checked above, so the backend need not scan (n, P) arrays for NaN
+            # again at each scoring point; φ and the Adam moments are adapted in place, in the same
+            # memory at every call
             with np.errstate(over="ignore", invalid="ignore"):
                 res = backend.inner_loop(spec, phi, Xs, Ys, np.ascontiguousarray(plan[:, done:target]), opt, state,
                                          check_finite=False, out=out)
             phi, state, done = res.phi, res.state, target
         with np.errstate(over="ignore", invalid="ignore"):
             loss[:, j], accuracy[:, j] = _query_scores(spec, phi, Xq, Yq)
-        if not (np.isfinite(phi).all() and np.isfinite(loss[:, j]).all()):
+        # a NaN or inf in φ stays there (θ − lr·step keeps an inf, NaN spreads), so scanning the
+        # (n, P) φ once, after the last step, finds any that a ReLU hid from the query loss
+        if not (np.isfinite(loss[:, j]).all() and (j < len(steps) - 1 or np.isfinite(phi).all())):
             raise DivergenceError(f"evaluation diverged: adapting to a held-out episode gave a NaN or infinite loss "
                                   f"or θ within {target} inner steps (inner lr {opt.lr:g}); lower the inner "
                                   "learning rate")

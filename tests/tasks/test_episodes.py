@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from minireptile import AdamState, InnerOptimizer, MLPSpec, get_backend, init_params, reference
 from minireptile.tasks.episodes import (EpisodeConfig, class_table, full_batch_plan, gather, minibatch_plan,
                                   sample_episodes, train_block)
-from minireptile.evaluation.fewshot import (adapt_and_classify, evaluate_episodes, nearest_neighbour_accuracy, query_scores,
-                                 score_schedule)
+from minireptile.evaluation.fewshot import (_query_scores, adapt_and_classify, evaluate_episodes,
+                                            nearest_neighbour_accuracy, query_scores, score_schedule)
 from minireptile.tasks import stream_rng
 
 from cpu_backends import CPU_BACKENDS
@@ -235,6 +235,32 @@ def test_evaluation_adapting_in_place_equals_fresh_inner_loop_calls_bitwise(name
             np.testing.assert_array_equal(res.accuracy[:, j + 1], acc)
         loss, _ = query_scores(spec, np.broadcast_to(theta, (ep.n, spec.n_params)), Xq, ep.query_labels)
         np.testing.assert_array_equal(res.loss[:, 0], loss)
+
+
+def test_a_non_finite_phi_that_relu_hides_from_the_query_loss_is_still_divergence():
+    """An inner loop that leaves −inf in a hidden bias: ReLU turns that unit into 0s, the query loss stays
+    finite, and the scan of φ after the last step still reports it."""
+    from minireptile.backends import Backend, validated
+    from minireptile.errors import DivergenceError
+
+    spec = MLPSpec((5, 6, 3), "relu", "ce")
+    b_off = int(spec.offsets_array()[0, 1])
+
+    def broken_inner_loop(spec_, theta, X, Y, plan, opt, state=None, out=None):
+        res = reference.inner_loop(spec_, theta, X, Y, plan, opt, state, out=out, check_finite=False)
+        res.phi[:, b_off:b_off + 6] = -np.inf
+        return res
+
+    vectors, ep = _episode_data(n=3)
+    theta = init_params(spec, np.random.default_rng(1))
+    plan = full_batch_plan(ep.n, 6, 4)
+    backend = validated(Backend("broken", broken_inner_loop, None, None))
+    hidden = backend.inner_loop(spec, theta, gather(vectors, ep.support), ep.support_labels, plan,
+                                InnerOptimizer("sgd", 0.1)).phi
+    assert np.isneginf(hidden).any() and np.isfinite(_query_scores(spec, hidden, gather(vectors, ep.query),
+                                                                  ep.query_labels)[0]).all()
+    with pytest.raises(DivergenceError, match=r"evaluation diverged: .* within 4 inner steps \(inner lr 0.1\)"):
+        evaluate_episodes(spec, theta, vectors, ep, plan, InnerOptimizer("sgd", 0.1), backend, (0, 2, 4))
 
 
 def test_score_schedule():
