@@ -194,6 +194,11 @@ def _zeros(shape, dtype, fill=True) -> np.ndarray:
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a and b are the same elements (same start, shape and strides)."""
+    return a.shape == b.shape and a.strides == b.strides and a.size > 0 and a.ctypes.data == b.ctypes.data
+
+
 def _farray(a, dtype) -> np.ndarray:
     """C-contiguous, writable array of ``dtype`` (one numba type per dtype: no recompiles)."""
     out = np.ascontiguousarray(a, dtype=dtype)
@@ -236,8 +241,11 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
                _zeros((threads, A), dtype), _zeros((threads, Pp), dtype))  # dlt, grad
     act_code, loss_code, opt_code, hyper = _codes(spec, opt)
     kernel = _kernels().chunk_kernel(act_code, loss_code, opt_code)
+    # adapting in place (inner_loop's out is θ and the Adam state itself): no copy of them at each task's start
+    copy_theta = not _same_buffer(theta2, phi)
+    copy_state = not (_same_buffer(m0, m) and _same_buffer(v0, v))
     args = (theta2, m0, v0, phi, m, v, task_loss, iter_loss, *scratch, X, Yf, Yi, plans, eps, offs, aoffs, wlive,
-            tlive, hyper, max(n, 1) if task_block is None else int(task_block))
+            tlive, hyper, max(n, 1) if task_block is None else int(task_block), copy_theta, copy_state)
     hs, carry, update = bool(has_state), bool(carry), bool(update)
 
     def run():

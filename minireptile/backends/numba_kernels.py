@@ -218,7 +218,7 @@ def _entry(act_code, loss_code, opt_code):
 
     @njit(**_JIT)
     def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, tht, wt, act, dlt, grad,
-                  X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, hyper, tblock,
+                  X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, hyper, tblock, copy_theta, copy_state,
                   t0, has_state, carry, update, start, lo, hi, it_lo, it_hi, c_lo, c_hi, k):
         """Tasks [lo, hi) of outer iterations [it_lo, it_hi), on the calling thread; return (t, has_state).
 
@@ -243,7 +243,8 @@ def _entry(act_code, loss_code, opt_code):
         Sizes and switches: offs (L, 4) = w_off, b_off, fan_in, fan_out per layer; aoffs (L + 1,)
         the layers' blocks in act and dlt; wlive, tlive (L,) whether a layer keeps W / Wᵀ current
         during the steps; hyper (4,) float64 =
-        (lr, beta1, beta2, eps); tblock: tasks per reduction block (see _reduce_columns); t0 Adam
+        (lr, beta1, beta2, eps); tblock: tasks per reduction block (see _reduce_columns);
+        copy_theta, copy_state: False when theta is phi (m0, v0 are m, v): adapt in place; t0 Adam
         steps taken before. Reductions over tasks: the tasks in task order within blocks of ``tblock``
         tasks, then the block sums in block order, as the distributed meta-batch
         (:mod:`minireptile.backends.distributed`) adds them; each parameter column is reduced the same
@@ -260,21 +261,22 @@ def _entry(act_code, loss_code, opt_code):
             for i in range(lo, hi):  # task i in scratch row k: start from θ (θᵀ, the Adam state), adapt
                 r = 0 if shared else i
                 ph, wk = row(phi, i), row(wt, k)
-                th = row(theta, r)
-                for p in range(P):
-                    ph[p] = th[p]
+                if copy_theta:
+                    th = row(theta, r)
+                    for p in range(P):
+                        ph[p] = th[p]
                 if shared:
                     for p in range(P):
                         wk[p] = tht[p]
                 mi, vi = row(m, i), row(v, i)
                 if adam:
-                    if hs:
+                    if hs and copy_state:
                         rs = 0 if m0.shape[0] == 1 else i
                         m0r, v0r = row(m0, rs), row(v0, rs)
                         for p in range(P):
                             mi[p] = m0r[p]
                             vi[p] = v0r[p]
-                    else:
+                    elif not hs:
                         for p in range(P):
                             mi[p] = 0
                             vi[p] = 0
