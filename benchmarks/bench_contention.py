@@ -6,7 +6,7 @@ What it measures
 ----------------
 Workload: the gist network (1-64-64-1 tanh, MSE, 5 SGD steps of minibatch 10), float32, the
 numba backend's ``train_chunk`` at meta-batch 16, 32 and 256 (one call = a chunk of outer
-iterations, about 1000 tasks), with numba's thread count set to 1 and to 2.
+iterations, 4096 tasks: long against the time slices of the competing load), with numba's thread count set to 1 and to 2.
 
 Two phases, each ``--repeats`` rounds that visit every row in turn (interleaved):
 
@@ -64,7 +64,7 @@ def measure(backend, repeats: int, quick: bool) -> dict:
     """{(meta_batch, threads): [µs per task of each repeat]} over interleaved rounds."""
     work = {}
     for mb in META_BATCHES:
-        iters = max(1, (256 if quick else 1024) // mb)
+        iters = max(1, (256 if quick else 4096) // mb)
         X, Y, plans = sine_block(0, 0, iters, mb, GIST, GIST.inner_steps, GIST.inner_batch, np.float32)
         work[mb] = (X, Y, plans, np.full(iters, 0.1), iters)
     theta = init_params(SPEC, np.random.default_rng(0), np.float32)

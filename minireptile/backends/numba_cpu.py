@@ -260,10 +260,11 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
 # Below this many φ elements (n_tasks × P) an outer update runs on the calling thread alone: waking a
 # helper costs tens of µs, more than its share of a small reduction (the gist at meta-batch 32: ~10 µs).
 _SPLIT_UPDATE_MIN = 1 << 19
-# A helper that holds the caller up longer than the caller worked itself was descheduled (the cores
-# are shared with other jobs): the caller then runs the next SOLO_FIRST outer iterations alone, and
-# twice as many after each further such wait, up to SOLO_MAX, before it hands work out again.
-_SOLO_FIRST, _SOLO_MAX = 4, 1024
+# A helper that holds the caller up longer than two of the caller's own blocks was descheduled (the
+# cores are shared with other jobs): the caller then runs the next SOLO_FIRST outer iterations alone
+# in one kernel call (as with one thread), and 4x as many after each further such wait, up to
+# SOLO_MAX, before it hands work out again.
+_SOLO_FIRST, _SOLO_MAX = 16, 1024
 _STRAGGLE_MIN_S = 100e-6
 
 
@@ -282,10 +283,12 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
 
     On a machine shared with other jobs a helper can be descheduled in the middle of a block, and
     the caller would wait for it for a time slice of the other jobs (milliseconds, against a phase
-    of a few hundred µs). When the caller has waited for a helper longer than it worked itself in
-    that phase, it runs the next outer iterations alone (4, then twice as many after each such
-    wait, up to 1024) and then tries the helpers again; so under a competing load two threads cost
-    about what one costs, and on a quiet machine they still share every iteration.
+    of a few hundred µs). An undisturbed helper finishes its last block at most about one block
+    after the caller has run out of blocks; when the caller has waited longer than twice the
+    shortest time one of its own blocks took, it runs the next outer iterations alone, in one kernel
+    call as one thread would (16, then 4x as many after each such wait, up to 1024), and then tries
+    the helpers again; so under a competing load two threads cost about what one costs, and on a
+    quiet machine they still share every iteration.
     """
     block = max(-(-n // (4 * threads)), min(8, -(-n // threads)))  # ≥ 8 tasks a block: one call costs ~µs
     split_update = n * P >= _SPLIT_UPDATE_MIN
@@ -303,7 +306,13 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
         state["next"] = kernel(*args, state["t"], state["hs"], carry, True, False, 0, 0, r, r + 1, c,
                                min(c + width, P), k)
 
-    def take(blocks, k):
+    def timed(job, kind):
+        """Run one block on the calling thread, keeping the shortest time a block of this kind took."""
+        start = time.perf_counter()
+        job(0)
+        solo[kind] = min(solo.get(kind, float("inf")), time.perf_counter() - start)
+
+    def take(blocks, k, kind=None):
         """Run blocks of one phase until none is left."""
         while True:
             with cond:
@@ -312,7 +321,7 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
                     return
                 state["busy"] += 1
             try:
-                job(k)
+                timed(job, kind) if k == 0 else job(k)
             except BaseException as exc:  # re-raised in the calling thread
                 errors.append(exc)
             finally:
@@ -331,41 +340,49 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
                 seen, blocks = state["phase"], state["blocks"]
             take(blocks, k)
 
-    def run_phase(jobs):
+    def run_phase(jobs, kind):
         if len(jobs) == 1 or solo["left"] > 0:  # nothing to share, or the helpers are held up
             for job in jobs:
-                job(0)
+                timed(job, kind)
             return
         blocks = iter(jobs)
         with cond:
             state["phase"] += 1
             state["blocks"] = blocks
             cond.notify_all()
+        take(blocks, 0, kind)
         start = time.perf_counter()
-        take(blocks, 0)
-        worked = time.perf_counter() - start
         with cond:
             while state["busy"]:
                 cond.wait()
-        waited = time.perf_counter() - start - worked
+        waited = time.perf_counter() - start
         if errors:
             raise errors[0]
-        if waited > max(worked, _STRAGGLE_MIN_S):
-            solo["left"], solo["next"] = solo["next"], min(2 * solo["next"], _SOLO_MAX)
+        # an undisturbed helper finishes its last block at most about one block after the caller
+        if waited > max(2 * solo[kind], _STRAGGLE_MIN_S):
+            solo["left"], solo["next"] = solo["next"], min(4 * solo["next"], _SOLO_MAX)
 
     kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)  # tht from θ
     helpers = [threading.Thread(target=helper, args=(k,), daemon=True) for k in range(1, threads)]
     for h in helpers:
         h.start()
     try:
-        for r in range(iters if update else 1):  # without an update the iterations are independent
+        r = 0
+        while r < (iters if update else 1):  # without an update the iterations are independent
+            if update and solo["left"] > 0:  # helpers held up: the next iterations in one call, as with 1 thread
+                span = min(solo["left"], iters - r)
+                state["t"], state["hs"] = kernel(*args, state["t"], state["hs"], carry, True, True, 0, n, r, r + span,
+                                                 0, P, 0)
+                r, solo["left"] = r + span, 0
+                continue
             if r > 0 and split_update:  # θᵀ from the θ of the last update (a whole update refreshes it itself)
                 kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)
-            run_phase([lambda k, lo=lo, r=r: task_block(r, lo, k) for lo in range(0, n, block)])
+            run_phase([lambda k, lo=lo, r=r: task_block(r, lo, k) for lo in range(0, n, block)], "tasks")
             if update:
-                run_phase([lambda k, c=c, r=r: update_block(r, c, k) for c in range(0, P, width)])
+                run_phase([lambda k, c=c, r=r: update_block(r, c, k) for c in range(0, P, width)], "update")
                 state["t"], state["hs"] = state["next"]
             solo["left"] = max(solo["left"] - 1, 0)
+            r += 1
     finally:
         with cond:
             state["stop"] = True
