@@ -26,7 +26,7 @@ relative in float64 after 32 inner steps, ≤ 1e-4 in float32). The kernels are 
 :mod:`minireptile.backends.numba_kernels`; their per-element math in :mod:`minireptile.backends.kernel_math`.
 
 Compile cost: one specialisation per (activation, loss, optimizer, dtype), compiled when a run
-first uses it (about 6 s cold on a 2-core machine; the gist run needs one) and cached on disk
+first uses it (6–8 s cold on a 2-core machine; the gist run needs one) and cached on disk
 (``cache=True``), so the second run of a command loads it in a fraction of a second.
 
 Threads
@@ -521,7 +521,7 @@ def warmup(spec: MLPSpec, dtype, opt: InnerOptimizer) -> float:
     Returns
     -------
     float
-        Seconds it took (well under a second from the cache, about 6 s cold on a 2-core machine).
+        Seconds it took (well under a second from the cache, 6–8 s cold on a 2-core machine).
     """
     t = time.perf_counter()
     dtype = np.dtype(dtype)
