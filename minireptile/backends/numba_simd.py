@@ -39,6 +39,15 @@ VECTOR_BYTES = 64  # lanes = 64 / itemsize: 16 float32 or 8 float64
 MODE_STORE, MODE_ACCUMULATE, MODE_SGD = 0, 1, 2
 
 
+def _vector_types(context, dtype, lanes=None):
+    """(element type, itemsize, lanes, vector type, i64) for vectors of ``dtype``: 64 bytes of lanes
+    unless ``lanes`` says how many."""
+    fty = context.get_value_type(dtype)
+    itemsize = context.get_abi_sizeof(fty)
+    lanes = lanes or VECTOR_BYTES // itemsize
+    return fty, itemsize, lanes, ir.VectorType(fty, lanes), ir.IntType(64)
+
+
 def _fma_decl(builder, ty):
     """The llvm.fma intrinsic for a float/double scalar or vector type."""
     base = ty.element if isinstance(ty, ir.VectorType) else ty
@@ -169,11 +178,7 @@ def _tile(typingctx, c, c_off, ldc, u, u_off, us_r, us_k, v, v_off, ldv, K, alph
     def codegen(context, builder, signature, args):
         (c_a, c_off_, ldc_, u_a, u_off_, us_r_, us_k_, v_a, v_off_, ldv_, K_, alpha_, mode_, _, _) = args
         aty = signature.args[0]
-        fty = context.get_value_type(aty.dtype)
-        itemsize = context.get_abi_sizeof(fty)
-        lanes = VECTOR_BYTES // itemsize
-        vty = ir.VectorType(fty, lanes)
-        i64 = ir.IntType(64)
+        fty, itemsize, lanes, vty, i64 = _vector_types(context, aty.dtype)
         cdata = context.make_array(aty)(context, builder, c_a).data
         udata = context.make_array(signature.args[3])(context, builder, u_a).data
         vdata = context.make_array(signature.args[7])(context, builder, v_a).data
@@ -251,11 +256,7 @@ def dot(typingctx, x, xo, y, yo, n):
 
     def codegen(context, builder, signature, args):
         xa, xo_, ya, yo_, n_ = args
-        fty = context.get_value_type(signature.args[0].dtype)
-        itemsize = context.get_abi_sizeof(fty)
-        lanes = VECTOR_BYTES // itemsize
-        vty = ir.VectorType(fty, lanes)
-        i64 = ir.IntType(64)
+        fty, itemsize, lanes, vty, i64 = _vector_types(context, signature.args[0].dtype)
         xp = builder.gep(make_array(signature.args[0])(context, builder, xa).data, [xo_])
         yp = builder.gep(make_array(signature.args[2])(context, builder, ya).data, [yo_])
         fma = _fma_decl(builder, vty)
@@ -429,11 +430,7 @@ def tanh_inplace(typingctx, arr):
 
     def codegen(context, builder, signature, args):
         aty = signature.args[0]
-        fty = context.get_value_type(aty.dtype)
-        itemsize = context.get_abi_sizeof(fty)
-        lanes = VECTOR_BYTES // itemsize
-        vty = ir.VectorType(fty, lanes)
-        i64 = ir.IntType(64)
+        fty, itemsize, lanes, vty, i64 = _vector_types(context, aty.dtype)
         a = make_array(aty)(context, builder, args[0])
         n = builder.extract_value(a.shape, 0)
         data = a.data
@@ -485,11 +482,7 @@ def transpose_blocks(typingctx, dst, src):
 
     def codegen(context, builder, signature, args):
         dty, sty = signature.args
-        fty = context.get_value_type(sty.dtype)
-        itemsize = context.get_abi_sizeof(fty)
-        N = TRANSPOSE_BLOCK
-        vty = ir.VectorType(fty, N)
-        i64 = ir.IntType(64)
+        fty, itemsize, N, vty, i64 = _vector_types(context, sty.dtype, TRANSPOSE_BLOCK)
         d = make_array(dty)(context, builder, args[0])
         s = make_array(sty)(context, builder, args[1])
         m, n = cgutils.unpack_tuple(builder, s.shape)
