@@ -289,6 +289,22 @@ def _dot(x, xo, y, yo, n):
     return dot(x, xo, y, yo, n)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernels_vector_tanh_is_bitwise_the_scalar_tanh(dtype):
+    """tanh_inplace (64-byte LLVM vectors, the kernel's) repeats kernel_math's tanh operation for operation."""
+    from minireptile.backends.numba_simd import tanh_inplace
+
+    @njit
+    def vector_tanh(a):
+        tanh_inplace(a)
+
+    x = np.concatenate([np.linspace(-25, 25, 100_003), SPECIAL, -np.asarray(SPECIAL), [np.nan, 1e-9, -3e-5],
+                        np.random.default_rng(0).normal(scale=3, size=10_001)]).astype(dtype)
+    got = x.copy()
+    vector_tanh(got)
+    np.testing.assert_array_equal(got.view(np.uint8), fast_tanh(x).view(np.uint8))
+
+
 @given(st.integers(0, 300), st.integers(0, 3), st.integers(0, 3), st.integers(0, 2**32 - 1))
 def test_dot_float64_equals_its_numpy_twin(n, xo, yo, seed):
     """Every path: blocks of 4 vectors, single vectors, the scalar tail; buffers without spare room."""
