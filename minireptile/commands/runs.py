@@ -38,6 +38,23 @@ import numpy as np
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, DivergenceError
 from ..reptile import meta_train
+
+
+# The run flags every Reptile command shares -> where a checkpoint's config keeps their value (each
+# command adds its own: sine's --inner-steps, omniglot's --inner-iters, ...). With --resume each must be
+# left out or equal the checkpoint's value (the run continues with the checkpoint's configuration).
+REPTILE_RUN_FLAGS = {
+    "iters": ("--iters", lambda c: c["reptile"]["iters"]),
+    "meta_batch": ("--meta-batch", lambda c: c["reptile"]["meta_batch"]),
+    "inner_batch": ("--inner-batch", lambda c: c["reptile"]["inner_batch"]),
+    "inner_lr": ("--inner-lr", lambda c: c["reptile"]["inner"]["lr"]),
+    "outer_lr": ("--outer-lr", lambda c: c["reptile"]["eps0"]),
+    "outer_lr_final": ("--outer-lr-final", lambda c: c["reptile"]["eps_final"]),
+    "optimizer": ("--optimizer", lambda c: c["reptile"]["inner"]["name"]),
+    "beta1": ("--beta1", lambda c: c["reptile"]["inner"]["beta1"]),
+    "beta2": ("--beta2", lambda c: c["reptile"]["inner"]["beta2"]),
+    "adam_state": ("--adam-state", lambda c: c["reptile"]["inner"]["state_policy"]),
+}
 from .common import EXIT_DIVERGED, EXIT_SIGNAL, FlagError, Parser, nonnegative_int, positive_int
 
 LOCK_NAME = ".minireptile.lock"

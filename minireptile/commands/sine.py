@@ -45,17 +45,8 @@ DEFAULT_CHECKPOINT_EVERY = 1000
 # out or equal the checkpoint's value (the run continues with the checkpoint's configuration).
 RUN_FLAGS = {
     "preset": ("--preset", lambda c: c["preset"]),
-    "iters": ("--iters", lambda c: c["reptile"]["iters"]),
-    "meta_batch": ("--meta-batch", lambda c: c["reptile"]["meta_batch"]),
+    **runs.REPTILE_RUN_FLAGS,
     "inner_steps": ("--inner-steps", lambda c: c["reptile"]["inner_steps"]),
-    "inner_batch": ("--inner-batch", lambda c: c["reptile"]["inner_batch"]),
-    "inner_lr": ("--inner-lr", lambda c: c["reptile"]["inner"]["lr"]),
-    "outer_lr": ("--outer-lr", lambda c: c["reptile"]["eps0"]),
-    "outer_lr_final": ("--outer-lr-final", lambda c: c["reptile"]["eps_final"]),
-    "optimizer": ("--optimizer", lambda c: c["reptile"]["inner"]["name"]),
-    "beta1": ("--beta1", lambda c: c["reptile"]["inner"]["beta1"]),
-    "beta2": ("--beta2", lambda c: c["reptile"]["inner"]["beta2"]),
-    "adam_state": ("--adam-state", lambda c: c["reptile"]["inner"]["state_policy"]),
     "dtype": ("--dtype", lambda c: c["dtype"]),
     "seed": ("--seed", lambda c: c["seed"]),
     "task_block": ("--task-block", lambda c: c["reptile"]["task_block"]),
