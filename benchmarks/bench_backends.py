@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import ctypes
 import glob
-import json
 import os
 import platform
 import statistics
@@ -45,6 +44,7 @@ import time
 import numpy as np
 
 from minireptile import InnerOptimizer, MLPSpec, epsilon_schedule, get_backend, get_preset, init_params, sine_block
+from report import finish
 
 GIST = get_preset("gist")
 SPEC = MLPSpec((1, *GIST.hidden, 1), GIST.activation, "mse")
@@ -359,12 +359,7 @@ def main(argv=None) -> int:
         print(f"numba compile, {name}: cold {c['cold']['warmup_s']:.1f} s ({c['cold']['cpu_s']:.1f} s CPU), "
               f"cached {c['cached']['warmup_s']:.2f} s ({c['cached']['cpu_s']:.2f} s CPU) "
               f"(+ import {c['cached']['import_s']:.2f} s)")
-    for c in result["checks"]:
-        print(f"[{'met' if c['met'] else 'MISSED'}] {c['target']}: {c['value']}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"json: {args.json}")
+    finish(result["checks"], result, args.json)
     return 0
 
 

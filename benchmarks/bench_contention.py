@@ -27,7 +27,6 @@ averages, rows, checks). ``--quick`` is a smoke run (shorter chunks, 2 repeats).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -39,6 +38,7 @@ import numba
 import numpy as np
 
 from minireptile import InnerOptimizer, MLPSpec, get_backend, get_preset, init_params, sine_block
+from report import finish
 
 GIST = get_preset("gist")
 SPEC = MLPSpec((1, *GIST.hidden, 1), GIST.activation, "mse")
@@ -132,15 +132,10 @@ def main(argv=None) -> int:
                   f"{r['us_per_task_2_threads']:.2f} ({r['min_2_threads']:.2f}) | {r['ratio_2_over_1']:.2f} |")
     for phase, la in loads.items():
         print(f"load average {phase}: before {la['before'][0]:.2f}, after {la['after'][0]:.2f}")
-    for c in checks:
-        print(f"[{'met' if c['met'] else 'MISSED'}] {c['target']}: {c['value']}")
-    if args.json:
-        result = {"machine": {"python": platform.python_version(), "numba": numba.__version__,
-                              "cpu_count": os.cpu_count(), "processor": platform.processor()},
-                  "load": args.load, "repeats": repeats, "loadavg": loads, "phases": phases, "checks": checks}
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"json: {args.json}")
+    result = {"machine": {"python": platform.python_version(), "numba": numba.__version__,
+                          "cpu_count": os.cpu_count(), "processor": platform.processor()},
+              "load": args.load, "repeats": repeats, "loadavg": loads, "phases": phases, "checks": checks}
+    finish(checks, result, args.json)
     return 0
 
 
