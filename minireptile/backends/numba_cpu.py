@@ -36,6 +36,10 @@ but the threads are plain Python threads started per call, not numba's ``prange`
 thread that waits blocks on a lock instead of spinning, so on a machine shared with other jobs
 two threads are not slower than one (OpenMP's idle workers spin; see docs/benchmarks.md), and the
 process stays safe to ``fork`` between calls. Several Python threads may call the backend at once.
+The thread count is an upper bound, as with OpenMP's ``OMP_DYNAMIC``: a call uses no more threads
+than there are CPUs no other job is running on at its start (:func:`_free_cores`, from the
+kernel's count of runnable threads), and a call that finds its helpers held up by other jobs
+finishes alone. On a machine busy with other work, two threads therefore run as one.
 :func:`select_threading_layer` still picks a thread-safe numba layer for any ``prange`` code
 elsewhere in the process; importing minireptile changes nothing.
 """
@@ -235,6 +239,8 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
     phi, m, v = out
     task_loss, iter_loss = np.zeros(n, np.float64), np.zeros(iters, np.float64)
     threads = min(numba.get_num_threads(), n)
+    if threads > 1:  # other jobs hold the cores: helpers would only wait for time slices
+        threads = min(threads, max(1, _free_cores()))
     Pp = _pad(P)
     scratch = (_zeros(P, dtype), _zeros(P, dtype), _zeros(P, dtype),   # red, blk, tht
                _zeros((threads, Pp), dtype), _zeros((threads, A), dtype),  # wt, act (a row per thread)
@@ -255,6 +261,49 @@ def _call(spec, theta2, X, Yf, Yi, plans, eps, opt, m0, v0, t0, has_state, carry
 
     t = _with_cache_recovery(run)
     return phi, m, v, task_loss, iter_loss, t
+
+
+def _free_cores(ours: int = 0, read=None) -> int:
+    """How many of the CPUs this process may run on no other job is using right now (≥ 0).
+
+    From the kernel's count of runnable threads (``/proc/loadavg``, Linux): the CPUs of this
+    process's affinity set less the runnable threads other than the caller and ``ours`` (threads
+    of this call already at work). Where the count is unavailable (other systems) or covers more
+    CPUs than this process may use (a CPU set smaller than the machine, as in some containers),
+    every CPU counts as free. A count below the CPUs is read again twice, 0.2 ms apart, and the
+    last reading counts only if every reading was below: a thread that ran for a moment is not a job.
+    ``read``: returns the text of /proc/loadavg (tests).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+    if cpus != os.cpu_count():
+        return cpus
+    read = read or _read_loadavg
+    free = cpus
+    for attempt in range(_LOAD_READS):  # a short-lived thread (a kernel worker, a shell) is seen once, a job again
+        try:
+            running = int(read().split()[3].split("/")[0])  # "0.45 0.75 0.91 3/77 18654": 3 runnable now
+        except (OSError, ValueError, IndexError):
+            return cpus
+        free = max(0, cpus - max(0, running - 1 - ours))
+        if free >= cpus:
+            return free
+        if attempt < _LOAD_READS - 1:
+            time.sleep(_LOAD_READ_GAP_S)
+    return free
+
+
+_LOAD_READS, _LOAD_READ_GAP_S = 3, 200e-6
+
+
+def _read_loadavg() -> str:
+    fd = os.open("/proc/loadavg", os.O_RDONLY)
+    try:
+        return os.read(fd, 256).decode("ascii", "replace")
+    finally:
+        os.close(fd)
 
 
 # Below this many φ elements (n_tasks × P) an outer update runs on the calling thread alone: waking a
@@ -287,7 +336,8 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
     after the caller has run out of blocks; when the caller has waited longer than twice the
     shortest time one of its own blocks took, it runs the next outer iterations alone, in one kernel
     call as one thread would (16, then 4x as many after each such wait, up to 1024), and then tries
-    the helpers again; so under a competing load two threads cost about what one costs, and on a
+    the helpers again; if other jobs hold the cores at that moment (:func:`_free_cores`) it runs the
+    rest of the call alone. So under a competing load two threads cost what one costs, and on a
     quiet machine they still share every iteration.
     """
     block = max(-(-n // (4 * threads)), min(8, -(-n // threads)))  # ≥ 8 tasks a block: one call costs ~µs
@@ -360,7 +410,10 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
             raise errors[0]
         # an undisturbed helper finishes its last block at most about one block after the caller
         if waited > max(2 * solo[kind], _STRAGGLE_MIN_S):
-            solo["left"], solo["next"] = solo["next"], min(4 * solo["next"], _SOLO_MAX)
+            if _free_cores(ours=threads - 1) < threads:  # other jobs took the cores: alone to the end of the call
+                solo["left"] = iters
+            else:  # a passing hold-up: alone for a while, then try again
+                solo["left"], solo["next"] = solo["next"], min(4 * solo["next"], _SOLO_MAX)
 
     kernel(*args, t, hs, carry, False, True, 0, 0, 0, 0, 0, 0, 0)  # tht from θ
     helpers = [threading.Thread(target=helper, args=(k,), daemon=True) for k in range(1, threads)]

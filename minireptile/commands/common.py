@@ -115,8 +115,8 @@ def progress_mode(args) -> str:
 def add_threads_flag(p) -> None:
     """``--threads N`` (every command): threads of the numba backend's parallel loops over tasks."""
     p.add_argument("--threads", type=positive_int, metavar="N",
-                   help="threads of the numba backend's parallel loop over tasks (default: numba's, one per core); "
-                   "results do not depend on it")
+                   help="at most N threads for the numba backend's loop over tasks (default: numba's, one per core; "
+                   "fewer while other jobs keep the cores busy); results do not depend on it")
 
 
 def apply_threads(args) -> None:

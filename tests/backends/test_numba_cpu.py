@@ -169,7 +169,10 @@ def test_an_empty_chunk_returns_theta_and_state_unchanged():
 # determinism: 1 and 2 threads
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture
-def restore_threads():
+def restore_threads(monkeypatch):
+    """Restore numba's thread count after the test; every core counts as free (whatever else runs
+    on the test machine), so a test of 2 threads runs 2."""
+    monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: numba.config.NUMBA_NUM_THREADS)
     n = numba.get_num_threads()
     yield
     numba.set_num_threads(n)
@@ -385,6 +388,86 @@ def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_resul
     np.testing.assert_array_equal(got_losses, want_losses)
     # probes at iterations 0 and 17 (then 16 and 64 iterations alone), not one block per iteration
     assert 1 <= len(helper_blocks) <= 3, helper_blocks
+    # other jobs hold the cores when the caller checks after the hold-up: alone to the end of the call
+    helper_blocks.clear()
+    monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: 2 if ours == 0 else 0)
+    got_theta, got_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
+    np.testing.assert_array_equal(got_theta, want_theta)
+    assert len(helper_blocks) == 1, helper_blocks
+
+
+def _recording_kernels(monkeypatch, rows):
+    """Make the backend's kernels record the scratch row k of every call that runs tasks."""
+    real = numba_backend._kernels()
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def chunk_kernel(self, *codes):
+            kernel = real.chunk_kernel(*codes)
+
+            def recorded(*args):
+                lo, hi, k = args[-7], args[-6], args[-1]
+                if hi > lo:
+                    rows.add(k)
+                return kernel(*args)
+            return recorded
+
+    monkeypatch.setattr(numba_backend, "_kernels", Recording)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has one thread (NUMBA_NUM_THREADS=1)")
+@pytest.mark.parametrize("free", [0, 1, 2])
+def test_with_the_cores_busy_two_threads_run_as_one_with_bitwise_the_same_result(restore_threads, monkeypatch,
+                                                                                 free):
+    spec = MLPSpec((1, 32, 1))
+    X, Y, plans = sine_block(6, 0, 3, 64, get_preset("gist"), 2, 10, np.float64)
+    theta = init_params(spec, np.random.default_rng(1), np.float64)
+    eps, opt = np.linspace(0.5, 0.1, 3), InnerOptimizer("sgd", 0.02)
+    numba.set_num_threads(1)
+    want = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)[0]
+    want_phi = NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt).phi
+    numba.set_num_threads(2)
+    rows = set()
+    _recording_kernels(monkeypatch, rows)
+    monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: free)
+    np.testing.assert_array_equal(NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)[0], want)
+    np.testing.assert_array_equal(NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt).phi, want_phi)
+    assert rows == ({0} if free < 2 else {0, 1})
+
+
+def _loadavg(*texts):
+    """A /proc/loadavg reader that returns ``texts`` in turn (the last one from then on)."""
+    it = iter(texts)
+    last = [texts[-1]]
+
+    def read():
+        last[0] = next(it, last[0])
+        return last[0]
+    return read
+
+
+@pytest.mark.parametrize("texts, ours, free", [
+    (["0.50 0.40 0.30 1/80 123"], 0, 4),                 # only the caller runs: every CPU is free
+    (["2.00 1.90 1.50 3/80 123"] * 3, 0, 2),             # two other jobs
+    (["6.00 5.00 4.00 9/80 123"] * 3, 0, 0),             # more jobs than CPUs
+    (["2.00 1.90 1.50 3/80 123"] * 3, 1, 3),             # one of the other runnable threads is this call's
+    (["0.5 0.4 0.3 3/80 1", "0.5 0.4 0.3 1/80 1"], 0, 4),  # a thread that ran for a moment is not a job
+    (["no numbers here"], 0, 4),                         # unreadable: every CPU counts as free
+])
+def test_free_cores_reads_the_runnable_threads_of_proc_loadavg(monkeypatch, texts, ours, free):
+    monkeypatch.setattr(numba_backend.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(numba_backend.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(numba_backend, "_LOAD_READ_GAP_S", 0.0)
+    assert numba_backend._free_cores(ours, read=_loadavg(*texts)) == free
+
+
+def test_free_cores_counts_every_cpu_free_when_the_count_covers_more_cpus_than_the_process_may_use(monkeypatch):
+    """In a container limited to CPUs 0 and 1 of a 64-CPU host, /proc/loadavg counts the host's threads."""
+    monkeypatch.setattr(numba_backend.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(numba_backend.os, "cpu_count", lambda: 64)
+    assert numba_backend._free_cores(read=_loadavg("40.0 40.0 40.0 50/900 1")) == 2
 
 
 # ---------------------------------------------------------------------------------------------
