@@ -62,12 +62,15 @@ from . import kernel_math as km
 from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, row, tanh_inplace, transpose_blocks, view1d, view2d
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
+# Functions only compiled code calls have no CPython wrapper: numba would generate and compile one
+# for each (about 8% of a cold compile of the kernel). From Python, call them inside an njit function.
+_INNER = dict(_JIT, no_cpython_wrapper=True)
 
-_tanh_f32 = njit(**_JIT)(km.tanh_f32)
-_tanh_f64 = njit(**_JIT)(km.tanh_f64)
-_relu = njit(**_JIT)(km.relu)
-_activate_grad = njit(**_JIT)(km.activate_grad)
-_adam_update = njit(**_JIT)(km.adam_update)
+_tanh_f32 = njit(**_INNER)(km.tanh_f32)
+_tanh_f64 = njit(**_INNER)(km.tanh_f64)
+_relu = njit(**_INNER)(km.relu)
+_activate_grad = njit(**_INNER)(km.activate_grad)
+_adam_update = njit(**_INNER)(km.adam_update)
 
 FWD_DOT_MAX_FANOUT = 8  # layers with fewer outputs use the dot-product forward on W
 
@@ -77,7 +80,7 @@ def fast_tanh(x):
     return np.tanh(x)
 
 
-@overload(fast_tanh, jit_options=_JIT)
+@overload(fast_tanh, jit_options=_INNER)
 def _fast_tanh_overload(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
         return lambda x: _tanh_f32(x)
@@ -94,7 +97,7 @@ def tanh_array(out, x):
 # ---------------------------------------------------------------------------------------------
 # layers on flat per-task rows: outputs first, then inputs, then sizes; shapes in comments
 # ---------------------------------------------------------------------------------------------
-@njit(**_JIT)
+@njit(**_INNER)
 def _forward_dot(z, act, ao, phi, w_off, b_off, B, fi, fo):
     """z = a·Wᵀ + bias with one dot product per output, for narrow layers (the regression head).
 
@@ -105,7 +108,7 @@ def _forward_dot(z, act, ao, phi, w_off, b_off, B, fi, fo):
             z[b, j] = dot(act, ao + b * fi, phi, w_off + j * fi, fi) + phi[b_off + j]
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _bias_grad(db, dz):
     """db (fo,) = Σ_b dz (B, fo), rows added in order (as dz.sum(axis=0))."""
     B, fo = dz.shape
@@ -116,7 +119,7 @@ def _bias_grad(db, dz):
             db[j] += dz[b, j]
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _transpose(dst, src):
     """dst (n, m) = srcᵀ for src (m, n): whole register blocks, then the last rows and columns."""
     m, n = src.shape
@@ -127,7 +130,7 @@ def _transpose(dst, src):
             dst[j, i] = src[i, j]
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _activate(z, act):
     """z = act(z) in place, z (count,). Views keep indices provably >= 0, so this vectorises."""
     if act == km.ACT_TANH:
@@ -137,7 +140,7 @@ def _activate(z, act):
             z[i] = _relu(z[i])
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _times_activate_grad(d, a, act):
     """d *= act'(z) where a = act(z) (for relu, z > 0 iff a > 0).  d, a (count,)."""
     if act == km.ACT_TANH:
@@ -148,7 +151,7 @@ def _times_activate_grad(d, a, act):
             d[i] *= _activate_grad(a[i], a[i], km.ACT_RELU)
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _loss_and_dout(dout, out, Yf, Yi, idx, loss_code):
     """Mean minibatch loss (float64) and dL/d(out), as reference._loss_and_dout.
 
@@ -187,7 +190,7 @@ def _loss_and_dout(dout, out, Yf, Yi, idx, loss_code):
     return total / B
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _transpose_layers(wt, w, offs, tlive):
     """wt = W transposed, layer by layer, for the layers that keep Wᵀ.  wt, w (P,)."""
     for l in range(offs.shape[0]):
@@ -196,7 +199,7 @@ def _transpose_layers(wt, w, offs, tlive):
             _transpose(view2d(wt, w_off, fi, fo), view2d(w, w_off, fo, fi))
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _start_chunk(theta, tht, offs, tlive):
     """tht = θ with each kept Wᵀ in place of W (for a shared θ, R = 1)."""
     if theta.shape[0] == 1:
@@ -399,7 +402,7 @@ def chunk_kernel(act_code: int, loss_code: int, opt_code: int):
     return _ENTRIES[key]
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _reduce_columns(out, rows, e, red, blk, tblock, c0, c1, replace):
     """On parameter columns [c0, c1), with M the mean of ``rows`` over tasks: ``replace`` (int64, not a
     literal: one signature for both uses) nonzero: out = M;
