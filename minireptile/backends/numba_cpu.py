@@ -290,8 +290,9 @@ def _free_cores(ours: int = 0, read=None) -> int:
         free = max(0, cpus - max(0, running - 1 - ours))
         if free >= cpus:
             return free
-        if attempt < _LOAD_READS - 1:
-            time.sleep(_LOAD_READ_GAP_S)
+        until = time.perf_counter() + _LOAD_READ_GAP_S
+        while attempt < _LOAD_READS - 1 and time.perf_counter() < until:
+            pass  # not time.sleep: a thread that sleeps on a busy machine may wake on another core
     return free
 
 
