@@ -96,12 +96,92 @@ def from_scratch_plot(path: Path, iters: int = 10000) -> None:
     module.main(iters=iters, out=str(path))
 
 
+def numba_before_after(path: Path, data: Path = Path(__file__).resolve().parent / "data" / "numba_before_after.json") -> None:
+    """The numba backend before and after the performance work: four panels from measured numbers."""
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = json.loads(Path(data).read_text())
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.2))
+    colors = ["tab:gray", "tab:blue", "tab:green"]
+
+    ax = axes[0, 0]  # speed against JAX, per workload
+    sp = d["speed_vs_jax"]
+    x = np.arange(len(sp["workloads"]))
+    w = 0.8 / len(sp["runs"])
+    for j, (label, vals) in enumerate(sp["runs"].items()):
+        bars = ax.bar(x + (j - (len(sp["runs"]) - 1) / 2) * w, vals, w, color=colors[j], label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    for i, t in enumerate(sp["target"]):
+        ax.hlines(t, i - 0.45, i + 0.45, colors="crimson", linestyles="--", lw=1.5,
+                  label="target" if i == 0 else None)
+    ax.set_xticks(x, [wl.replace(" float", "\nfloat") for wl in sp["workloads"]])
+    ax.set(ylabel="JAX time / numba time (higher: numba faster)", title="Speed against JAX on the same host",
+           ylim=(0, 4.6))
+    ax.legend(fontsize=8, loc="upper left")
+
+    ax = axes[0, 1]  # cold compile
+    cc = d["cold_compile_seconds"]
+    labels = list(cc["runs"])
+    for i, label in enumerate(labels):
+        vals = cc["runs"][label]
+        ax.bar(i, np.median(vals), 0.6, color=colors[0] if label.startswith("before") else colors[1 + (i > 2)])
+        ax.plot([i] * len(vals), vals, "k.", ms=5)
+        ax.annotate(f"{np.median(vals):.1f} s", (i, max(vals)), textcoords="offset points", xytext=(0, 5),
+                    ha="center", fontsize=8)
+    ax.axhline(cc["target"], color="crimson", ls="--", lw=1.5, label=f"target {cc['target']:g} s")
+    ax.set_xticks(range(len(labels)), [lb.replace(", ", ",\n").replace(" (", "\n(") for lb in labels], fontsize=7)
+    ax.set(ylabel="seconds (bar: median; dots: runs)", title="Cold compile of the default minireptile sine",
+           ylim=(0, 35))
+    ax.legend(fontsize=8)
+
+    ax = axes[1, 0]  # threads under load
+    ct = d["contention_loaded"]
+    x = np.arange(len(ct["meta_batches"]))
+    w = 0.8 / len(ct["runs"])
+    for j, (label, per_mb) in enumerate(ct["runs"].items()):
+        pos = x + (j - (len(ct["runs"]) - 1) / 2) * w
+        ax.bar(pos, [np.median(v) for v in per_mb], w, color=colors[j], label=label)
+        for p, v in zip(pos, per_mb):
+            ax.plot([p] * len(v), v, "k.", ms=4)
+    ax.axhline(ct["target"], color="crimson", ls="--", lw=1.5, label="2 threads as fast as 1")
+    ax.set_yscale("log")
+    ax.set_yticks([0.5, 1, 2, 5, 10], ["0.5", "1", "2", "5", "10"])
+    ax.set_xticks(x, [f"meta-batch {m}" for m in ct["meta_batches"]])
+    ax.set(ylabel="2-thread time / 1-thread time (log; lower: better)",
+           title="Beside two busy processes on 2 cores (dots: runs)")
+    ax.legend(fontsize=8, loc="upper right")
+
+    ax = axes[1, 1]  # Omniglot
+    om = d["omniglot"]
+    speedup = np.array(om["before"]) / np.array(om["after"])
+    bars = ax.barh(np.arange(len(speedup)), speedup, 0.6, color=colors[1])
+    ax.bar_label(bars, labels=[f"{s:.1f}x  ({b:g} → {a:g})" for s, b, a in zip(speedup, om["before"], om["after"])],
+                 fontsize=8, padding=3)
+    for i, t in enumerate(om["target_speedup"]):
+        if t is not None:
+            ax.vlines(t, i - 0.4, i + 0.4, colors="crimson", linestyles="--", lw=1.5, label=f"target {t:g}x")
+    ax.set_yticks(range(len(speedup)), om["measures"], fontsize=8)
+    ax.set(xlabel="before / after (higher: faster)", title="Omniglot (MLP 784-256-128-64-64-5, Adam)",
+           xlim=(0, speedup.max() * 1.45))
+    ax.legend(fontsize=8, loc="lower right")
+
+    fig.suptitle("Numba backend before (commit f2428ff) and after, 2-vCPU Intel Xeon, 2026-11-30", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def draw_all(folder: Path) -> None:
     """Every figure of the plain pages, into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     reptile_geometry(folder / "reptile_geometry.png")
     from_scratch_plot(folder / "from_scratch.png")
+    numba_before_after(folder / "numba_before_after.png")
 
 
 if __name__ == "__main__":

@@ -63,8 +63,10 @@ def test_build_time_figures_draw(tmp_path):
     spec.loader.exec_module(figures)
     figures.reptile_geometry(tmp_path / "geometry.png")
     figures.from_scratch_plot(tmp_path / "from_scratch.png", iters=20)
+    figures.numba_before_after(tmp_path / "numba_before_after.png")
     assert (tmp_path / "geometry.png").stat().st_size > 20_000
     assert (tmp_path / "from_scratch.png").stat().st_size > 20_000
+    assert (tmp_path / "numba_before_after.png").stat().st_size > 20_000
 
 
 def test_site_builds_with_warnings_as_errors(tmp_path):
