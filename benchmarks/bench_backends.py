@@ -41,8 +41,11 @@ import sys
 import tempfile
 import time
 
+from pathlib import Path
+
 import numpy as np
 
+import minireptile
 from minireptile import InnerOptimizer, MLPSpec, epsilon_schedule, get_backend, get_preset, init_params, sine_block
 from report import finish
 
@@ -206,10 +209,15 @@ def compile_seconds(sizes, activation, loss, optimizer, dtype) -> dict:
             f"InnerOptimizer({optimizer!r}, 0.02))\n"
             "print(w, time.process_time() - c, t1 - t)\n")
     out = {}
+    # the child imports the minireptile this process imported (``python -c`` would put the current folder
+    # first on its path), and runs in the cache folder
+    package_root = str(Path(minireptile.__file__).resolve().parent.parent)
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache,
+                   PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
         for label in ("cold", "cached"):
-            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            res = subprocess.run([sys.executable, "-c", code], env=env, cwd=cache, capture_output=True, text=True,
+                                 check=True)
             warm, cpu, imports = (float(x) for x in res.stdout.split())
             out[label] = {"warmup_s": warm, "cpu_s": cpu, "import_s": imports}
     return out
