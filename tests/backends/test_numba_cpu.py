@@ -352,30 +352,38 @@ def test_an_error_in_a_helper_thread_is_raised_by_the_call_and_every_thread_stop
     assert threading.active_count() == before
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has one thread (NUMBA_NUM_THREADS=1)")
-def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_result(restore_threads, monkeypatch):
-    """A helper thread that stalls (as when it is descheduled on a busy machine) holds the caller up
-    once; the caller then runs the next iterations alone, tries again after 16, 64 … iterations, and
-    the result is bitwise the 1-thread result."""
-    import time
-
+def _watch_kernels(monkeypatch, before_call):
+    """Make the backend's kernels call ``before_call(lo, hi, k)`` (task range, scratch row) first."""
     real = numba_backend._kernels()
-    helper_blocks = []
 
-    class SlowHelper:
+    class Watched:
         def __getattr__(self, name):
             return getattr(real, name)
 
         def chunk_kernel(self, *codes):
             kernel = real.chunk_kernel(*codes)
 
-            def slow(*args):
-                lo, hi, k = args[-7], args[-6], args[-1]
-                if k == 1 and hi > lo:
-                    helper_blocks.append(lo)
-                    time.sleep(0.02)  # far longer than the caller's own block
+            def watched(*args):
+                before_call(args[-7], args[-6], args[-1])
                 return kernel(*args)
-            return slow
+            return watched
+
+    monkeypatch.setattr(numba_backend, "_kernels", Watched)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has one thread (NUMBA_NUM_THREADS=1)")
+def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_result(restore_threads, monkeypatch):
+    """A helper thread that stalls (as when it is descheduled on a busy machine) holds the caller up
+    once; the caller then runs the next iterations alone, tries again after 16, 64 … iterations (or,
+    when other jobs hold the cores, not at all), and the result is bitwise the 1-thread result."""
+    import time
+
+    helper_blocks = []
+
+    def slow_helper(lo, hi, k):
+        if k == 1 and hi > lo:
+            helper_blocks.append(lo)
+            time.sleep(0.02)  # far longer than the caller's own block
 
     spec = MLPSpec((1, 64, 64, 1))
     iters, n = 40, 16
@@ -386,7 +394,7 @@ def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_resul
     numba.set_num_threads(1)
     want_theta, want_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
     numba.set_num_threads(2)
-    monkeypatch.setattr(numba_backend, "_kernels", SlowHelper)
+    _watch_kernels(monkeypatch, slow_helper)
     got_theta, got_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
     np.testing.assert_array_equal(got_theta, want_theta)
     np.testing.assert_array_equal(got_losses, want_losses)
@@ -398,27 +406,6 @@ def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_resul
     got_theta, got_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
     np.testing.assert_array_equal(got_theta, want_theta)
     assert len(helper_blocks) == 1, helper_blocks
-
-
-def _recording_kernels(monkeypatch, rows):
-    """Make the backend's kernels record the scratch row k of every call that runs tasks."""
-    real = numba_backend._kernels()
-
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def chunk_kernel(self, *codes):
-            kernel = real.chunk_kernel(*codes)
-
-            def recorded(*args):
-                lo, hi, k = args[-7], args[-6], args[-1]
-                if hi > lo:
-                    rows.add(k)
-                return kernel(*args)
-            return recorded
-
-    monkeypatch.setattr(numba_backend, "_kernels", Recording)
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has one thread (NUMBA_NUM_THREADS=1)")
@@ -434,7 +421,7 @@ def test_with_the_cores_busy_two_threads_run_as_one_with_bitwise_the_same_result
     want_phi = NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt).phi
     numba.set_num_threads(2)
     rows = set()
-    _recording_kernels(monkeypatch, rows)
+    _watch_kernels(monkeypatch, lambda lo, hi, k: rows.add(k) if hi > lo else None)
     monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: free)
     np.testing.assert_array_equal(NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)[0], want)
     np.testing.assert_array_equal(NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt).phi, want_phi)
