@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-
 from pathlib import Path
 
 import numpy as np

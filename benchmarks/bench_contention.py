@@ -109,14 +109,28 @@ def summarize(times: dict) -> list[dict]:
     return rows
 
 
+def count(least: int):
+    """An argparse type: an integer >= ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected at least {least}, got {value}")
+        return value
+    return parse
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: shorter chunks, 3 repeats")
-    p.add_argument("--repeats", type=int, help="A-B-A rounds per phase (default 15; --quick 3)")
-    p.add_argument("--load", type=int, default=2, help="competing busy processes in the loaded phase (default 2)")
+    p.add_argument("--repeats", type=count(1), help="A-B-A rounds per phase (default 15; --quick 3)")
+    p.add_argument("--load", type=count(0), default=2,
+                   help="competing busy processes in the loaded phase (default 2)")
     p.add_argument("--json", help="write the results here as JSON")
     args = p.parse_args(argv)
-    repeats = args.repeats or (3 if args.quick else 15)
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 15)
     if numba.config.NUMBA_NUM_THREADS < 2:
         print("bench_contention: numba has one thread (NUMBA_NUM_THREADS=1); nothing to compare")
         return 0
