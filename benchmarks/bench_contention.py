@@ -45,6 +45,7 @@ import numba
 import numpy as np
 
 from minireptile import InnerOptimizer, MLPSpec, get_backend, get_preset, init_params, sine_block
+from minireptile.commands.common import nonnegative_int, positive_int
 from report import finish
 
 GIST = get_preset("gist")
@@ -109,24 +110,11 @@ def summarize(times: dict) -> list[dict]:
     return rows
 
 
-def count(least: int):
-    """An argparse type: an integer >= ``least``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"expected at least {least}, got {value}")
-        return value
-    return parse
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: shorter chunks, 3 repeats")
-    p.add_argument("--repeats", type=count(1), help="A-B-A rounds per phase (default 15; --quick 3)")
-    p.add_argument("--load", type=count(0), default=2,
+    p.add_argument("--repeats", type=positive_int, help="A-B-A rounds per phase (default 15; --quick 3)")
+    p.add_argument("--load", type=nonnegative_int, default=2,
                    help="competing busy processes in the loaded phase (default 2)")
     p.add_argument("--json", help="write the results here as JSON")
     args = p.parse_args(argv)

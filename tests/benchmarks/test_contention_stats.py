@@ -36,9 +36,9 @@ def test_median_ci_covers_the_median_about_95_percent_of_the_time():
     assert 0.95 <= hits / 4000 <= 0.99
 
 
-@pytest.mark.parametrize("argv, message", [(["--repeats", "0"], "--repeats: expected at least 1, got 0"),
-                                           (["--load", "-1"], "--load: expected at least 0, got -1"),
-                                           (["--repeats", "x"], "--repeats: expected an integer, got 'x'")])
+@pytest.mark.parametrize("argv, message", [(["--repeats", "0"], "--repeats: expected an integer >= 1, got '0'"),
+                                           (["--load", "-1"], "--load: expected an integer >= 0, got '-1'"),
+                                           (["--repeats", "x"], "--repeats: expected an integer >= 1, got 'x'")])
 def test_bad_flags_are_one_line_and_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         main(argv)
