@@ -1,4 +1,5 @@
-"""Register-tiled multiply-accumulate for the Numba CPU backend, written as LLVM vector code.
+"""Register-tiled multiply-accumulate for the Numba CPU backend, written as LLVM vector code for
+the instruction set numba compiles for (:mod:`minireptile.backends.isa`).
 
 Contract
 --------
@@ -10,19 +11,23 @@ Contract
     C[r, j] = c[c_off + r·ldc + j]
 
 and stores, by ``mode``: 0 → C = G; 1 → C = C + Σ_k … (the sum starts from C); 2 → C = C − α·G
-(the SGD step θ − lr·g). Every G[r, j] is ONE fused-multiply-add chain over k = 0, 1, …, K−1, the
-same whether it lands in a vector lane or in the scalar remainder, so the result depends on
-neither the tiling nor the thread count, and UᵀV computed as (VᵀU)ᵀ gives bitwise the same
-numbers (the backend relies on that to keep W and Wᵀ exact transposes).
+(the SGD step θ − lr·g). Every G[r, j] is ONE multiply-add chain over k = 0, 1, …, K−1 (fused
+where the CPU has FMA), the same whether it lands in a vector lane or in the scalar remainder, so
+the result depends on neither the tiling nor the thread count nor the vector width (AVX2 and
+AVX-512 give bitwise the same C), and UᵀV computed as (VᵀU)ᵀ gives bitwise the same numbers (the
+backend relies on that to keep W and Wᵀ exact transposes).
 
 Why LLVM IR by hand: LLVM's loop vectoriser only vectorises innermost loops, so plain Numba loops
 for these small products (64×64 weights, minibatch 10) load and store the output row for every
 k and reach about a third of the core's FMA throughput. Here a tile of ``mr`` rows × ``nv``
 vectors (16 float32 / 8 float64 lanes each, i.e. 64-byte vectors) stays in registers for the
-whole k loop: per k, ``nv`` vector loads of V, ``mr`` broadcasts of U, ``mr·nv`` FMAs. LLVM
-lowers the 64-byte vectors to whatever the CPU has (one AVX-512 register, or two AVX2 ones).
-Everything else in the backend is plain Numba; :func:`gemm_reference` is the NumPy twin the
-tests check against.
+whole k loop: per k, ``nv`` vector loads of V, ``mr`` broadcasts of U, ``mr·nv`` FMAs. The vector
+is one register of the target (64 bytes with AVX-512, 32 with AVX2, else 16) and the tile is the
+largest that leaves registers for the loads, per instruction set (:data:`ISA`, chosen once from
+numba's target; the table is in :mod:`minireptile.backends.isa`): a tile of 64-byte vectors on an
+AVX2 CPU needs 48 registers of its 16 and LLVM spills them to the stack on every k. Everything
+else in the backend is plain Numba; :func:`gemm_reference` is the NumPy twin the tests check
+against.
 """
 
 from __future__ import annotations
@@ -32,19 +37,28 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array, populate_array
+from numba.np.arrayobj import make_array
+
+from .isa import target_isa
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
-VECTOR_BYTES = 64  # lanes = 64 / itemsize: 16 float32 or 8 float64
+# The instruction set numba compiles for, decided once when the backend first loads this module. Numba
+# keys its on-disk cache on the same CPU name and features, so code cached for one target is never loaded
+# for another.
+ISA = target_isa()
+MR, NV = ISA.mr, ISA.nv  # gemm's register tile: MR rows × NV vectors
+# dot sums in 4 accumulators of 64 bytes whatever the registers are (2 AVX2 or 4 SSE registers each), so
+# its order of additions, and with it the result, is the same on every target with FMA
+DOT_BYTES = 64
 MODE_STORE, MODE_ACCUMULATE, MODE_SGD = 0, 1, 2
 
 
-def _vector_types(context, dtype, lanes=None):
-    """(element type, itemsize, lanes, vector type, i64) for vectors of ``dtype``: 64 bytes of lanes
-    unless ``lanes`` says how many."""
+def _vector_types(context, dtype, nbytes=None):
+    """(element type, itemsize, lanes, vector type, i64) for vectors of ``dtype``: one register of the
+    target (``ISA.vector_bytes``) unless ``nbytes`` says how many bytes."""
     fty = context.get_value_type(dtype)
     itemsize = context.get_abi_sizeof(fty)
-    lanes = lanes or VECTOR_BYTES // itemsize
+    lanes = (nbytes or ISA.vector_bytes) // itemsize
     return fty, itemsize, lanes, ir.VectorType(fty, lanes), ir.IntType(64)
 
 
@@ -54,6 +68,14 @@ def _fma_decl(builder, ty):
     name = "llvm.fma." + (f"v{ty.count}" if isinstance(ty, ir.VectorType) else "")
     name += "f32" if isinstance(base, ir.FloatType) else "f64"
     return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty, ty]), name)
+
+
+def _madd(builder, x, y, z):
+    """x·y + z for scalars or vectors: one fused multiply-add where the target has FMA, else a product
+    rounded, then added (LLVM would call a software fmaf per lane for llvm.fma)."""
+    if ISA.fma:
+        return builder.call(_fma_decl(builder, x.type), [x, y, z])
+    return builder.fadd(builder.fmul(x, y), z)
 
 
 def _splat(builder, value, vty):
@@ -72,93 +94,15 @@ def _load(builder, ptr, ty, align=None):
     return builder.load(ptr, align=align, typ=ty)
 
 
-def _borrowed_view(context, builder, src_ty, src_val, dst_ty, offset, shape, strides):
-    """An array struct of ``dst_ty`` over ``src``'s data from element ``offset``, with no meminfo.
-
-    A view without a meminfo is not reference counted: creating, passing and dropping it costs no
-    atomic increment and decrement (on Intel cores these alone took 17% of a serial step). It is
-    only valid while ``src`` is alive, so such views must stay inside the kernel that made them.
-    """
-    src = make_array(src_ty)(context, builder, src_val)
-    dst = make_array(dst_ty)(context, builder)
-    populate_array(dst, data=builder.gep(src.data, [offset]), shape=cgutils.pack_array(builder, shape),
-                   strides=cgutils.pack_array(builder, strides), itemsize=src.itemsize, meminfo=None,
-                   parent=None)
-    return dst._getvalue()
-
-
-def _intp_args(context, builder, signature, args):
-    return [context.cast(builder, x, t, types.intp) for x, t in zip(args[1:], signature.args[1:])]
-
-
 @intrinsic
-def view2d(typingctx, arr, off, n0, n1):
-    """``arr[off:off + n0·n1].reshape((n0, n1))`` for a 1-D C array, without checks or reference count.
-
-    ``reshape`` of a slice costs ~17 ns (it is not inlined) and flat indexing with a signed
-    offset keeps LLVM from vectorising (Numba's negative-index wraparound); this view costs
-    nothing. The caller guarantees ``0 <= off`` and ``off + n0·n1 <= len(arr)``, and that the view
-    does not outlive ``arr`` (it is borrowed: see :func:`_borrowed_view`).
-    """
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"):
-        return None
-    sig = arr.copy(ndim=2, layout="C")(arr, off, n0, n1)
-
-    def codegen(context, builder, signature, args):
-        o, d0, d1 = _intp_args(context, builder, signature, args)
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(arr.dtype)))
-        return _borrowed_view(context, builder, signature.args[0], args[0], signature.return_type, o, [d0, d1],
-                              [builder.mul(d1, itemsize), itemsize])
-
-    return sig, codegen
-
-
-@intrinsic
-def view1d(typingctx, arr, off, n):
-    """``arr[off:off + n]`` for a 1-D C array, borrowed (see :func:`view2d`): no checks, no reference count."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"):
-        return None
-    sig = arr.copy(layout="C")(arr, off, n)
-
-    def codegen(context, builder, signature, args):
-        o, d0 = _intp_args(context, builder, signature, args)
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(arr.dtype)))
-        return _borrowed_view(context, builder, signature.args[0], args[0], signature.return_type, o, [d0],
-                              [itemsize])
-
-    return sig, codegen
-
-
-@intrinsic
-def row(typingctx, arr, i):
-    """``arr[i]`` for a C array of 2 or more dimensions, borrowed (see :func:`view2d`): no checks, no
-    reference count. The caller guarantees ``0 <= i < arr.shape[0]``."""
-    if not (isinstance(arr, types.Array) and arr.ndim >= 2 and arr.layout == "C"):
-        return None
-    sig = arr.copy(ndim=arr.ndim - 1, layout="C")(arr, i)
-
-    def codegen(context, builder, signature, args):
-        src = make_array(signature.args[0])(context, builder, args[0])
-        shape = cgutils.unpack_tuple(builder, src.shape)
-        strides = cgutils.unpack_tuple(builder, src.strides)
-        (idx,) = _intp_args(context, builder, signature, args)
-        inner = shape[1]
-        for d in shape[2:]:
-            inner = builder.mul(inner, d)
-        return _borrowed_view(context, builder, signature.args[0], args[0], signature.return_type,
-                              builder.mul(idx, inner), shape[1:], strides[1:])
-
-    return sig, codegen
-
-
-@intrinsic
-def fma_scalar(typingctx, x, y, z):
-    """x·y + z with one rounding (llvm.fma) for float32/float64 scalars."""
+def madd_scalar(typingctx, x, y, z):
+    """x·y + z for float32/float64 scalars as the vector lanes compute it (:func:`_madd`): one
+    rounding where the target has FMA."""
     if not (isinstance(x, types.Float) and x == y == z):
         return None
 
     def codegen(context, builder, sig, args):
-        return builder.call(_fma_decl(builder, context.get_value_type(sig.args[0])), list(args))
+        return _madd(builder, *args)
 
     return x(x, y, z), codegen
 
@@ -185,7 +129,6 @@ def _tile(typingctx, c, c_off, ldc, u, u_off, us_r, us_k, v, v_off, ldv, K, alph
         cp = builder.gep(cdata, [c_off_])
         up = builder.gep(udata, [u_off_])
         vp = builder.gep(vdata, [v_off_])
-        fma = _fma_decl(builder, vty)
         zero = ir.Constant(vty, None)
 
         def cvec(r, i):  # pointer to C[r, i-th vector]
@@ -213,7 +156,7 @@ def _tile(typingctx, c, c_off, ldc, u, u_off, us_r, us_k, v, v_off, ldv, K, alph
                 ub = _splat(builder, _load(builder, builder.gep(up, [uoff]), fty), vty)   # U[r, k] in every lane
                 for i in range(NV):
                     acc = _load(builder, accs[r][i], vty)
-                    builder.store(builder.call(fma, [ub, vv[i], acc]), accs[r][i])
+                    builder.store(_madd(builder, ub, vv[i], acc), accs[r][i])
         sgd = builder.icmp_signed("==", mode_, ir.Constant(mode_.type, MODE_SGD))
         alpha_v = _splat(builder, alpha_, vty)
         for r in range(MR):
@@ -245,10 +188,11 @@ def _hsum(builder, vec):
 
 @intrinsic
 def dot(typingctx, x, xo, y, yo, n):
-    """Σ_k x[xo + k]·y[yo + k], k < n: four vector accumulators over blocks of 4 vectors, added as
-    (a0 + a1) + (a2 + a3), summed across lanes by halving, then the scalar tail by fma. The order is
-    fixed by the code (not by a vectoriser), so the result is reproducible. For the narrow output
-    layer, whose dot products plain loops would run as one long scalar chain."""
+    """Σ_k x[xo + k]·y[yo + k], k < n: four accumulators of 64 bytes (``DOT_BYTES``, on any target)
+    over blocks of 4 such vectors, added as (a0 + a1) + (a2 + a3), summed across lanes by halving,
+    then the scalar tail by multiply-add. The order is fixed by the code (not by a vectoriser or the
+    register width), so the result is reproducible and the same on every target with FMA. For the
+    narrow output layer, whose dot products plain loops would run as one long scalar chain."""
     if not (isinstance(x, types.Array) and isinstance(y, types.Array) and x.dtype == y.dtype
             and isinstance(x.dtype, types.Float)):
         return None
@@ -256,10 +200,9 @@ def dot(typingctx, x, xo, y, yo, n):
 
     def codegen(context, builder, signature, args):
         xa, xo_, ya, yo_, n_ = args
-        fty, itemsize, lanes, vty, i64 = _vector_types(context, signature.args[0].dtype)
+        fty, itemsize, lanes, vty, i64 = _vector_types(context, signature.args[0].dtype, DOT_BYTES)
         xp = builder.gep(make_array(signature.args[0])(context, builder, xa).data, [xo_])
         yp = builder.gep(make_array(signature.args[2])(context, builder, ya).data, [yo_])
-        fma = _fma_decl(builder, vty)
         accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None)) for _ in range(4)]
         nblocks = builder.sdiv(n_, ir.Constant(i64, 4 * lanes))
         with cgutils.for_range(builder, nblocks) as loop:
@@ -268,24 +211,23 @@ def dot(typingctx, x, xo, y, yo, n):
                 off = builder.add(base, ir.Constant(i64, q * lanes))
                 xv = _load(builder, _vptr(builder, xp, off, vty), vty, itemsize)
                 yv = _load(builder, _vptr(builder, yp, off, vty), vty, itemsize)
-                builder.store(builder.call(fma, [xv, yv, _load(builder, accs[q], vty)]), accs[q])
+                builder.store(_madd(builder, xv, yv, _load(builder, accs[q], vty)), accs[q])
         done = builder.mul(nblocks, ir.Constant(i64, 4 * lanes))
         nvec = builder.sdiv(builder.sub(n_, done), ir.Constant(i64, lanes))
         with cgutils.for_range(builder, nvec) as loop:  # remaining whole vectors into a0
             off = builder.add(done, builder.mul(loop.index, ir.Constant(i64, lanes)))
             xv = _load(builder, _vptr(builder, xp, off, vty), vty, itemsize)
             yv = _load(builder, _vptr(builder, yp, off, vty), vty, itemsize)
-            builder.store(builder.call(fma, [xv, yv, _load(builder, accs[0], vty)]), accs[0])
+            builder.store(_madd(builder, xv, yv, _load(builder, accs[0], vty)), accs[0])
         a = [_load(builder, acc, vty) for acc in accs]
         total = cgutils.alloca_once_value(builder, _hsum(builder, builder.fadd(builder.fadd(a[0], a[1]),
                                                                               builder.fadd(a[2], a[3]))))
         start = builder.add(done, builder.mul(nvec, ir.Constant(i64, lanes)))
-        sfma = _fma_decl(builder, fty)
         with cgutils.for_range(builder, builder.sub(n_, start)) as loop:  # scalar tail
             k = builder.add(start, loop.index)
             xs = _load(builder, builder.gep(xp, [k]), fty)
             ys = _load(builder, builder.gep(yp, [k]), fty)
-            builder.store(builder.call(sfma, [xs, ys, _load(builder, total, fty)]), total)
+            builder.store(_madd(builder, xs, ys, _load(builder, total, fty)), total)
         return _load(builder, total, fty)
 
     return sig, codegen
@@ -296,45 +238,49 @@ def dot_reference(x, xo, y, yo, n):
     return float(np.dot(x[xo:xo + n].astype(np.float64), y[yo:yo + n].astype(np.float64)))
 
 
+VECTOR_BYTES = ISA.vector_bytes
+
+
 @njit(**_JIT)
 def gemm(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
     """C (R, n) ⟵ Σ_k U[:, k] V[k, :] by ``mode`` (see the module docstring); flat 1-D buffers.
 
-    Column blocks of 4 vectors in tiles of 6 (then 4, 2, 1) rows, then single vectors in tiles of
-    6 and 1 rows, then scalar columns. (One function, not one per block shape: every compiled
-    function is code generated again in each caller that links it, so fewer is faster to compile.)
+    Column blocks of NV vectors in tiles of MR rows (then 4, 2, 1 rows for the rest), then single
+    vectors in tiles of MR and 1 rows, then scalar columns; MR × NV is the target's tile
+    (:data:`ISA`). (One function, not one per block shape: every compiled function is code generated
+    again in each caller that links it, so fewer is faster to compile.)
     """
     lanes = VECTOR_BYTES // c.itemsize
     j = 0
-    while j + 4 * lanes <= n:
+    while j + NV * lanes <= n:
         r = 0
-        while r + 6 <= R:
-            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 6, 4)
-            r += 6
-        if r + 4 <= R:
-            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 4, 4)
+        while r + MR <= R:
+            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, MR, NV)
+            r += MR
+        if MR > 4 and r + 4 <= R:
+            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 4, NV)
             r += 4
         if r + 2 <= R:
-            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 2, 4)
+            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 2, NV)
             r += 2
         if r < R:
-            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 1, 4)
-        j += 4 * lanes
+            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 1, NV)
+        j += NV * lanes
     while j + lanes <= n:
         r = 0
-        while r + 6 <= R:
-            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 6, 1)
-            r += 6
+        while r + MR <= R:
+            _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, MR, 1)
+            r += MR
         while r < R:
             _tile(c, c_off + r * ldc + j, ldc, u, u_off + r * us_r, us_r, us_k, v, v_off + j, ldv, K, alpha, mode, 1, 1)
             r += 1
         j += lanes
-    for r in range(R):  # the last columns (fewer than a vector) one element at a time, the same fma chain
+    for r in range(R):  # the last columns (fewer than a vector) one element at a time, the same chain
         for jj in range(j, n):
             ci = c_off + r * ldc + jj
             acc = c[ci] if mode == MODE_ACCUMULATE else c.dtype.type(0)
             for k in range(K):
-                acc = fma_scalar(u[u_off + r * us_r + k * us_k], v[v_off + k * ldv + jj], acc)
+                acc = madd_scalar(u[u_off + r * us_r + k * us_k], v[v_off + k * ldv + jj], acc)
             if mode == MODE_SGD:
                 c[ci] = c[ci] - alpha * acc
             else:
@@ -357,7 +303,7 @@ def gemm_reference(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, 
 
 
 # ---------------------------------------------------------------------------------------------
-# tanh over a whole array, in 64-byte vectors
+# tanh over a whole array, in vectors of the target
 # ---------------------------------------------------------------------------------------------
 def _const(ty, value):
     """A float constant of ``ty`` (scalar or vector; the value rounded to the element type first)."""
@@ -420,10 +366,11 @@ def _tanh_ir(builder, x):
 
 @intrinsic
 def tanh_inplace(typingctx, arr):
-    """arr[i] = tanh(arr[i]) for a 1-D C float array, 64 bytes of lanes at a time, then the tail one
-    element at a time; every element bitwise as :func:`~minireptile.backends.kernel_math.tanh_f32` /
-    ``tanh_f64`` compiled alone. (LLVM's loop vectoriser uses 32-byte vectors on Intel cores that
-    prefer them; this is the forward pass's largest cost after the products.)"""
+    """arr[i] = tanh(arr[i]) for a 1-D C float array, one vector register of lanes at a time, then the
+    tail one element at a time; every element bitwise as :func:`~minireptile.backends.kernel_math.tanh_f32`
+    / ``tanh_f64`` compiled alone, so the result does not depend on the vector width. (LLVM's loop
+    vectoriser uses 32-byte vectors on Intel cores that prefer them; this is the forward pass's
+    largest cost after the products.)"""
     if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
             and isinstance(arr.dtype, types.Float)):
         return None
@@ -450,7 +397,6 @@ def tanh_inplace(typingctx, arr):
 # ---------------------------------------------------------------------------------------------
 # transpose in register blocks
 # ---------------------------------------------------------------------------------------------
-TRANSPOSE_BLOCK = 16  # one 64-byte float32 vector per block row (float64: 16 × 8 bytes, two)
 def _transpose_network(builder, rows):
     """Transpose the N×N block held in ``rows`` (N vectors of N lanes, N a power of two): at each scale
     h = 1, 2, 4, … rows i and i + h swap their off-diagonal h×h sub-blocks (two shuffles per pair)."""
@@ -472,17 +418,18 @@ def _transpose_network(builder, rows):
 @intrinsic
 def transpose_blocks(typingctx, dst, src):
     """dst[j, i] = src[i, j] for i < m − m mod N, j < n − n mod N, in N×N blocks moved through registers
-    (N = 16 float32 / 8 float64, one 64-byte vector per block row); returns N. The caller copies the
-    remaining rows and columns. src (m, n), dst (n, m), C arrays of one float dtype. A plain loop
-    writes dst with a stride of m elements and, for the 784×256 weights of the Omniglot network,
-    took half of a training step (once per Adam step); this moves 64 bytes per load and store."""
+    (N = the lanes of one vector register: 16 float32 / 8 float64 with AVX-512, 8 / 4 with AVX2, so a
+    block is N registers); returns N. The caller copies the remaining rows and columns. src (m, n),
+    dst (n, m), C arrays of one float dtype. A plain loop writes dst with a stride of m elements and,
+    for the 784×256 weights of the Omniglot network, took half of a training step (once per Adam
+    step); this moves a whole register per load and store."""
     if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.ndim == src.ndim == 2
             and dst.layout == src.layout == "C" and dst.dtype == src.dtype and isinstance(src.dtype, types.Float)):
         return None
 
     def codegen(context, builder, signature, args):
         dty, sty = signature.args
-        fty, itemsize, N, vty, i64 = _vector_types(context, sty.dtype, TRANSPOSE_BLOCK)
+        fty, itemsize, N, vty, i64 = _vector_types(context, sty.dtype)
         d = make_array(dty)(context, builder, args[0])
         s = make_array(sty)(context, builder, args[1])
         m, n = cgutils.unpack_tuple(builder, s.shape)
