@@ -59,7 +59,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import kernel_math as km
-from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, row, tanh_inplace, transpose_blocks, view1d, view2d
+from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, tanh_inplace, transpose_blocks
+from .numba_views import row, view1d, view2d
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
 # Functions only compiled code calls have no CPython wrapper: numba would generate and compile one
@@ -335,10 +336,14 @@ def _entry(act_code, loss_code, opt_code):
                         if adam:  # dW = dzᵀ·a into grad; Adam applies all of grad below
                             gemm(gk, w_off, fi, fo, fi, dk, zo, one, fo, ak, ao, fi, B, zero, store)
                             continue
-                        # SGD: θ ← θ − lr·g, on W (out, in) and on Wᵀ (in, out) with the same sums
+                        # SGD: θ ← θ − lr·g on W (out, in); a layer that also keeps Wᵀ (in, out) copies it by
+                        # register blocks (a quarter of the work of a second product), one that keeps only Wᵀ
+                        # updates Wᵀ with the same sums
                         if wlive[l]:
                             gemm(ph, w_off, fi, fo, fi, dk, zo, one, fo, ak, ao, fi, B, lr, sgd)
-                        if tlive[l]:
+                            if tlive[l]:
+                                _transpose(view2d(wk, w_off, fi, fo), view2d(ph, w_off, fo, fi))
+                        elif tlive[l]:
                             gemm(wk, w_off, fo, fi, fo, ak, ao, one, fi, dk, zo, fo, B, lr, sgd)
                         bias = view1d(ph, b_off, fo)
                         db = view1d(gk, b_off, fo)
