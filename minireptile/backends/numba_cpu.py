@@ -82,10 +82,12 @@ def select_threading_layer() -> str:
 
 
 _KERNELS = None
-# Source files whose code numba inlines into the cached kernels of numba_kernels.py. Numba keys a
-# cached function on its own file's time stamp only, so after an edit of one of these the stale
-# machine code would be loaded; _refresh_cache() drops the kernels' cache index instead.
-_INLINED_SOURCES = ("kernel_math.py", "numba_simd.py")
+# Source files whose code numba inlines into the cached kernels of numba_kernels.py and numba_simd.py
+# (isa.py decides the vector width and tile). Numba keys a cached function on its own file's time
+# stamp only, so after an edit of one of these the stale machine code would be loaded;
+# _refresh_cache() drops the kernels' cache indexes instead.
+_INLINED_SOURCES = ("kernel_math.py", "numba_simd.py", "numba_views.py", "isa.py")
+_CACHED_MODULES = ("numba_kernels", "numba_simd")
 
 
 def _refresh_cache(kernels) -> None:
@@ -103,9 +105,10 @@ def _refresh_cache(kernels) -> None:
                 return
     except OSError:
         pass
-    for index in glob.glob(os.path.join(glob.escape(cache_dir), "numba_kernels.*.nbi")):
-        with contextlib.suppress(OSError):
-            os.remove(index)
+    for module in _CACHED_MODULES:
+        for index in glob.glob(os.path.join(glob.escape(cache_dir), f"{module}.*.nbi")):
+            with contextlib.suppress(OSError):
+                os.remove(index)
     with contextlib.suppress(OSError):  # atomically: a process starting meanwhile reads the old or the new stamp
         tmp = f"{stamp}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
@@ -125,8 +128,8 @@ def _damaged_cache(exc: BaseException) -> bool:
 
 def _drop_cache(cache_dir: str, exc: BaseException) -> None:
     """Remove every cached kernel file of this backend and warn; the next call compiles afresh."""
-    for pattern in ("numba_kernels.*.nb[ic]", "numba_simd.*.nb[ic]"):
-        for path in glob.glob(os.path.join(glob.escape(cache_dir), pattern)):
+    for module in _CACHED_MODULES:
+        for path in glob.glob(os.path.join(glob.escape(cache_dir), f"{module}.*.nb[ic]")):
             with contextlib.suppress(OSError):
                 os.remove(path)
     warnings.warn(f"numba's on-disk cache of minireptile's kernels in {cache_dir!r} was damaged "
@@ -316,6 +319,7 @@ _SPLIT_UPDATE_MIN = 1 << 19
 # SOLO_MAX, before it hands work out again.
 _SOLO_FIRST, _SOLO_MAX = 16, 1024
 _STRAGGLE_MIN_S = 100e-6
+_clock = time.perf_counter  # the clock the hold-up rule reads (tests replace it: the rule depends on nothing else)
 
 
 def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, hs: bool, carry: bool,
@@ -359,9 +363,9 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
 
     def timed(job, kind):
         """Run one block on the calling thread, keeping the shortest time a block of this kind took."""
-        start = time.perf_counter()
+        start = _clock()
         job(0)
-        solo[kind] = min(solo.get(kind, float("inf")), time.perf_counter() - start)
+        solo[kind] = min(solo.get(kind, float("inf")), _clock() - start)
 
     def take(blocks, k, kind=None):
         """Run blocks of one phase until none is left."""
@@ -402,11 +406,11 @@ def _in_threads(kernel, args, n: int, iters: int, P: int, threads: int, t: int, 
             state["blocks"] = blocks
             cond.notify_all()
         take(blocks, 0, kind)
-        start = time.perf_counter()
+        start = _clock()
         with cond:
             while state["busy"]:
                 cond.wait()
-        waited = time.perf_counter() - start
+        waited = _clock() - start
         if errors:
             raise errors[0]
         # an undisturbed helper finishes its last block at most about one block after the caller

@@ -170,9 +170,11 @@ def test_an_empty_chunk_returns_theta_and_state_unchanged():
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def restore_threads(monkeypatch):
-    """Restore numba's thread count after the test; every core counts as free (whatever else runs
-    on the test machine), so a test of 2 threads runs 2."""
+    """Restore numba's thread count after the test. The threading policy's inputs are fixed, whatever
+    else runs on the test machine: every core counts as free, so a test of 2 threads runs 2, and the
+    clock of the hold-up rule stands still, so no wait counts as a hold-up."""
     monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setattr(numba_backend, "_clock", lambda: 0.0)
     n = numba.get_num_threads()
     yield
     numba.set_num_threads(n)
@@ -352,8 +354,9 @@ def test_an_error_in_a_helper_thread_is_raised_by_the_call_and_every_thread_stop
     assert threading.active_count() == before
 
 
-def _watch_kernels(monkeypatch, before_call):
-    """Make the backend's kernels call ``before_call(lo, hi, k)`` (task range, scratch row) first."""
+def _watch_kernels(monkeypatch, before_call, after_call=None):
+    """Make the backend's kernels call ``before_call(lo, hi, k)`` (task range, scratch row) first, and
+    ``after_call(lo, hi, k)`` after."""
     real = numba_backend._kernels()
 
     class Watched:
@@ -365,7 +368,11 @@ def _watch_kernels(monkeypatch, before_call):
 
             def watched(*args):
                 before_call(args[-7], args[-6], args[-1])
-                return kernel(*args)
+                try:
+                    return kernel(*args)
+                finally:
+                    if after_call is not None:
+                        after_call(args[-7], args[-6], args[-1])
             return watched
 
     monkeypatch.setattr(numba_backend, "_kernels", Watched)
@@ -375,15 +382,33 @@ def _watch_kernels(monkeypatch, before_call):
 def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_result(restore_threads, monkeypatch):
     """A helper thread that stalls (as when it is descheduled on a busy machine) holds the caller up
     once; the caller then runs the next iterations alone, tries again after 16, 64 … iterations (or,
-    when other jobs hold the cores, not at all), and the result is bitwise the 1-thread result."""
+    when other jobs hold the cores, not at all), and the result is bitwise the 1-thread result.
+
+    The hold-up is made certain, not left to timing: the helper's block waits until the caller has
+    finished its own block of that iteration, then 0.3 s more (the caller's blocks take well under a
+    millisecond), and the caller's first block waits until the helper has started one."""
+    import threading
     import time
 
     helper_blocks = []
+    caller_done = threading.Event()
+    wait_for_helper = _helper_runs_first_block()
 
-    def slow_helper(lo, hi, k):
-        if k == 1 and hi > lo:
+    def before(lo, hi, k):
+        if hi <= lo:
+            return
+        if k == 1:
             helper_blocks.append(lo)
-            time.sleep(0.02)  # far longer than the caller's own block
+            wait_for_helper(lo, hi, k)
+            assert caller_done.wait(120)
+            time.sleep(0.3)  # far longer than the caller's own block
+        else:
+            caller_done.clear()
+            wait_for_helper(lo, hi, k)
+
+    def after(lo, hi, k):
+        if hi > lo and k == 0:
+            caller_done.set()
 
     spec = MLPSpec((1, 64, 64, 1))
     iters, n = 40, 16
@@ -394,14 +419,16 @@ def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_resul
     numba.set_num_threads(1)
     want_theta, want_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
     numba.set_num_threads(2)
-    _watch_kernels(monkeypatch, slow_helper)
+    monkeypatch.setattr(numba_backend, "_clock", time.perf_counter)
+    _watch_kernels(monkeypatch, before, after)
     got_theta, got_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
     np.testing.assert_array_equal(got_theta, want_theta)
     np.testing.assert_array_equal(got_losses, want_losses)
-    # probes at iterations 0 and 17 (then 16 and 64 iterations alone), not one block per iteration
+    # a probe, then 16 iterations alone, a probe, then 64 alone: at most 3 probes in 40 iterations
     assert 1 <= len(helper_blocks) <= 3, helper_blocks
     # other jobs hold the cores when the caller checks after the hold-up: alone to the end of the call
     helper_blocks.clear()
+    wait_for_helper = _helper_runs_first_block()
     monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: 2 if ours == 0 else 0)
     got_theta, got_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
     np.testing.assert_array_equal(got_theta, want_theta)
@@ -421,11 +448,36 @@ def test_with_the_cores_busy_two_threads_run_as_one_with_bitwise_the_same_result
     want_phi = NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt).phi
     numba.set_num_threads(2)
     rows = set()
-    _watch_kernels(monkeypatch, lambda lo, hi, k: rows.add(k) if hi > lo else None)
+    wait_for_helper = _helper_runs_first_block() if free == 2 else (lambda lo, hi, k: None)
+
+    def before(lo, hi, k):
+        if hi > lo:
+            rows.add(k)
+            wait_for_helper(lo, hi, k)
+    _watch_kernels(monkeypatch, before)
     monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: free)
     np.testing.assert_array_equal(NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)[0], want)
     np.testing.assert_array_equal(NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt).phi, want_phi)
     assert rows == ({0} if free < 2 else {0, 1})
+
+
+def _helper_runs_first_block(timeout=120.0):
+    """Hooks that hold the calling thread's first task block (k = 0) until the helper (k = 1) has
+    started one, so a helper takes part however slowly the machine schedules it."""
+    import threading
+
+    started = threading.Event()
+    first = [True]
+
+    def before(lo, hi, k):
+        if hi <= lo:
+            return
+        if k == 1:
+            started.set()
+        elif first[0]:
+            first[0] = False
+            assert started.wait(timeout), "the helper thread never ran"
+    return before
 
 
 def _loadavg(*texts):
