@@ -1,7 +1,7 @@
 """Compare minireptile's backends with the PyTorch and JAX peers on identical Reptile workloads.
 
     python benchmarks/compare.py [--quick] [--json PATH] [--plot PATH] [--repeats N] [--no-full-check]
-                                 [--torch-threads N]
+                                 [--torch-threads N] [--isa native|avx2|avx512|sse]
 
 What it does
 ------------
@@ -22,6 +22,12 @@ What it does
    cores) except PyTorch, which runs with 1 intra-op thread unless ``--torch-threads`` says
    otherwise: the gist's 10×64 ops are too small to split, and on a busy machine PyTorch's spare
    OpenMP threads made each step 10-30x slower in our runs.
+   GFLOP/s of each median (the gist step's 1.26 MFLOP of products per task and outer iteration) and
+   its share of the single-thread GEMM peak of the same instruction set: numpy's 2048×2048 matmul on
+   one BLAS thread, measured in the same run (``hostenv.matmul_peak``).
+   ``--isa`` runs everything again in a child process built for that instruction set (numba, XLA and
+   OpenBLAS; see ``hostenv.py``), so an AVX-512 host measures an AVX2 machine; the output names the
+   CPU model and what each library compiled for, and ends with a Markdown summary table.
 4. Agreement (always): float64, 300 outer iterations of the gist preset: each peer's θ against the
    numpy (and numba) backend's, max |Δθ| / max |θ| ≤ 1e-12 (also a test: tests/benchmarks/test_peers.py).
 5. Full float32 check (skipped by ``--quick`` and ``--no-full-check``; minutes): the whole 30000-
@@ -54,6 +60,7 @@ from minireptile import (BackendUnavailableError, InnerOptimizer, MLPSpec, epsil
                          evaluate_sine, get_backend, get_preset, init_params, sine_block, sine_eval_tasks,
                          stream_rng)
 from minireptile.tasks import EVAL, INIT  # noqa: E402
+from hostenv import BlasThreads, add_isa_argument, isa_info, matmul_peak, run_for_isa  # noqa: E402
 from peers import jax_peer, torch_peer  # noqa: E402
 
 GIST = get_preset("gist")
@@ -204,7 +211,13 @@ def measure(rows: list[Row], repeats: int, log) -> None:
         log(f"  repeat {r + 1}/{repeats} done")
 
 
-def summarize(rows: list[Row], baseline: str) -> list[dict]:
+def flops_per_task(spec: MLPSpec = SPEC) -> int:
+    """FLOPs of the products of one task's inner loop: forward, dW, and the input gradient of every
+    layer but the first, × minibatch × steps (1.26 MFLOP for the gist)."""
+    return spec.flops_per_example() * GIST.inner_batch * GIST.inner_steps
+
+
+def summarize(rows: list[Row], baseline: str, peaks: dict | None = None) -> list[dict]:
     base = {r.workload.name: statistics.median(r.us_per_iter()) for r in rows
             if r.label == baseline and r.error is None}
     out = []
@@ -216,9 +229,12 @@ def summarize(rows: list[Row], baseline: str) -> list[dict]:
         else:
             us = r.us_per_iter()
             med = statistics.median(us)
+            gflops = flops_per_task() * r.workload.meta_batch / med / 1e3
+            peak = (peaks or {}).get(np.dtype(r.workload.dtype).name)
             d.update(median_us=med, min_us=min(us), max_us=max(us), us_per_task=med / r.workload.meta_batch,
                      first_call_s=r.first_call_s, repeats=len(us),
-                     ratio_to_baseline=med / base[r.workload.name] if r.workload.name in base else None)
+                     ratio_to_baseline=med / base[r.workload.name] if r.workload.name in base else None,
+                     gflops=gflops, fraction_of_peak=gflops / peak if peak else None)
         out.append(d)
     return out
 
@@ -246,6 +262,7 @@ TARGETS = [  # (description, workload, peer row, required peer/numba ratio)
     ("numba >= 50x faster than the PyTorch demo (gist, eager), serial float32", "serial float32",
      "PyTorch eager (gist)", 50.0),
 ]
+PEAK_TARGET = ("numba serial float32 >= 35% of the single-thread float32 GEMM peak", "serial float32", 0.35)
 
 
 def targets(summary: list[dict]) -> list[dict]:
@@ -259,7 +276,35 @@ def targets(summary: list[dict]) -> list[dict]:
             continue
         ratio = other / numba
         out.append({"target": text, "ratio": ratio, "need": need, "met": bool(ratio >= need)})
+    text, wl, need = PEAK_TARGET
+    share = next((d.get("fraction_of_peak") for d in summary
+                  if d["workload"] == wl and d["implementation"] == "minireptile numba"), None)
+    if share is not None:
+        out.append({"target": text, "ratio": share, "need": need, "met": bool(share >= need), "share": True})
     return out
+
+
+def markdown_summary(summary: list[dict], isa: dict, peaks: dict) -> str:
+    """One Markdown table of the rows docs/benchmarks.md quotes per instruction set."""
+    med = {(d["workload"], d["implementation"]): d for d in summary if "error" not in d}
+    lines = [f"{isa['cpu_model']}, --isa {isa['requested']} (kernels {isa['kernels']}; XLA {isa['xla_flags'] or 'default'};"
+             f" OpenBLAS {isa['openblas_core']}); single-thread GEMM peak float32 {peaks.get('float32', 0):.0f},"
+             f" float64 {peaks.get('float64', 0):.0f} GFLOP/s", "",
+             "| workload | numba µs | % of GEMM peak | JAX jit+scan / vmap µs | x JAX | PyTorch eager µs | x PyTorch |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for wl, jax_row in (("serial float32", "JAX jit+scan"), ("serial float64", "JAX jit+scan"),
+                        ("meta-batch 256 float32", "JAX vmap, jit+scan")):
+        n = med.get((wl, "minireptile numba"))
+        if n is None:
+            continue
+        j, t = med.get((wl, jax_row)), med.get((wl, "PyTorch eager (gist)"))
+        unit = "µs/task" if n["meta_batch"] > 1 else "µs/it"
+        per = (lambda d: d["us_per_task"]) if n["meta_batch"] > 1 else (lambda d: d["median_us"])  # noqa: E731
+        share = "" if n.get("fraction_of_peak") is None else f"{100 * n['fraction_of_peak']:.0f}%"
+        lines.append(f"| {wl} ({unit}) | {per(n):.1f} | {share} | {per(j) if j else float('nan'):.1f} | "
+                     f"{(per(j) / per(n)) if j else float('nan'):.2f} | {per(t) if t else float('nan'):.0f} | "
+                     f"{(per(t) / per(n)) if t else float('nan'):.0f} |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,12 +453,23 @@ def main(argv=None) -> int:
     p.add_argument("--torch-threads", type=int, default=1, metavar="N",
                    help="PyTorch intra-op threads (default 1: the gist's 10x64 ops are too small to split, "
                    "and spare OpenMP threads spin on a busy machine); 0 = PyTorch's default (one per core)")
+    add_isa_argument(p)
     args = p.parse_args(argv)
+    child = run_for_isa(args.isa, __file__, sys.argv[1:] if argv is None else list(argv))
+    if child is not None:
+        return child
     repeats = args.repeats or (3 if args.quick else 7)
     log = lambda s: print(s, flush=True)  # noqa: E731
 
     info = machine()
     log("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    isa = isa_info(args.isa)
+    log(f"instruction set: {isa['cpu_model']}; numba CPU {isa['numba_cpu']}, kernels {isa['kernels']}; "
+        f"XLA_FLAGS {isa['xla_flags'] or '(default)'}; OpenBLAS core {isa['openblas_core']}")
+    blas = BlasThreads()
+    peaks = {np.dtype(d).name: matmul_peak(d, 1, blas) for d in (np.float32, np.float64)}
+    blas(os.cpu_count() or 1)
+    log("single-thread GEMM peak (numpy 2048x2048, GFLOP/s): " + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()))
     n_torch = args.torch_threads or None
     impls, missing, baseline = implementations(n_torch)
     if torch_peer.AVAILABLE:
@@ -427,7 +483,7 @@ def main(argv=None) -> int:
             for w in workloads(args.quick) for label, train, applies, slow in impls if applies(w)]
     log(f"timing {len(rows)} rows, {repeats} interleaved repeats")
     measure(rows, repeats, log)
-    summary = summarize(rows, baseline)
+    summary = summarize(rows, baseline, peaks)
     log("")
     log(f"µs per outer iteration (gist network, 5 inner SGD steps of 10); ratio = median / {baseline} median")
     log(table(summary, baseline))
@@ -437,6 +493,8 @@ def main(argv=None) -> int:
     for g in goal:
         if g["ratio"] is None:
             log(f"  {g['target']}: not measured (no {g['missing']} row)")
+        elif g.get("share"):
+            log(f"  {g['target']}: {100 * g['ratio']:.0f}%  {'met' if g['met'] else 'MISSED'}")
         else:
             verdict = "met" if g["met"] else f"MISSED (by {g['need'] / g['ratio']:.2f}x)"
             log(f"  {g['target']}: {g['ratio']:.2f}x  {verdict}")
@@ -459,8 +517,10 @@ def main(argv=None) -> int:
                 f"{'agrees' if r['agrees_2_digits_with_numpy'] else 'DIFFERS'} (2 significant digits vs numpy); "
                 f"final θ max rel diff vs numpy {r['theta_max_rel_diff_vs_numpy']:.1e}")
 
+    log("\nsummary for docs/benchmarks.md:\n" + markdown_summary(summary, isa, peaks))
     if args.json is not None:
         result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "machine": info,
+                  "isa": isa, "gemm_peak_gflops_1_thread": peaks,
                   "baseline": baseline, "missing": missing, "rows": summary, "targets": goal,
                   "agreement_float64": agree, "full_float32_check": full, "quick": args.quick,
                   "repeats": repeats}

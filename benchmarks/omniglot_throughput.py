@@ -13,7 +13,7 @@ What it measures (synthetic 28x28 data of Omniglot's shape, so it needs no datas
              MLP kernels are compared with
 
 train, sample and eval run with numpy's BLAS on one thread, as the ``minireptile`` commands run it
-(set in-process through bench_backends.BlasThreads; where that is unavailable, with numpy's default and a
+(set in-process through hostenv.BlasThreads; where that is unavailable, with numpy's default and a
 note in the output).
 
 Each quantity is measured after a burn-in, in ``--repeats`` interleaved rounds (sample, peak, then
@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_backends import BlasThreads  # noqa: E402
+from hostenv import BlasThreads  # noqa: E402
 from minireptile import InnerOptimizer, MLPSpec, ReptileConfig, get_backend, init_params, meta_train  # noqa: E402
 from minireptile.tasks.episodes import (EpisodeConfig, block_iters_for, full_batch_plan, sample_episodes,  # noqa: E402
                                        train_block)
