@@ -15,15 +15,15 @@ run the instruction sets it has: ``--isa avx512`` on an AVX2 machine stops with 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import glob
 import os
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from minireptile.commands.hostinfo import _openblas_libraries, cpu_model, openblas_core
 
 ISA_ENV = {
     "native": {},
@@ -63,40 +63,6 @@ def run_for_isa(isa: str, script: str, argv: list[str]) -> int | None:
     return subprocess.run([sys.executable, script, *argv], env=env).returncode
 
 
-def cpu_model() -> str:
-    """The CPU's model name as lscpu (or /proc/cpuinfo) says it."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                return value.strip()
-    with contextlib.suppress(OSError, StopIteration):
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
-def _openblas():
-    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in glob.glob(os.path.join(libdir, "*openblas*")):
-        with contextlib.suppress(OSError):
-            yield ctypes.CDLL(path)
-
-
-def openblas_core() -> str | None:
-    """The OpenBLAS kernel family numpy's BLAS runs (e.g. Haswell, SkylakeX), if numpy bundles OpenBLAS."""
-    for lib in _openblas():
-        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename64_",
-                     "openblas_get_corename"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.restype = ctypes.c_char_p
-                return fn().decode()
-    return None
-
-
 def isa_info(requested: str) -> dict:
     """What each library compiles for in this process."""
     from minireptile.backends import numba_simd
@@ -125,7 +91,7 @@ class BlasThreads:
             return
         except ImportError:
             pass
-        for lib in _openblas():
+        for lib in _openblas_libraries():
             for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
                          "openblas_set_num_threads64_", "openblas_set_num_threads"):
                 fn = getattr(lib, name, None)

@@ -302,6 +302,64 @@ def _free_cores(ours: int = 0, read=None) -> int:
 _LOAD_READS, _LOAD_READ_GAP_S = 3, 200e-6
 
 
+def threads_report(read=None) -> dict:
+    """What the busy-machine policy sees now (for ``minireptile info``).
+
+    Returns requested (numba's thread count), cpus (this process may run on), cpu_count (the
+    machine's), load_source (where the count of runnable threads comes from, or why there is none),
+    runnable (that count, or None), and would_use (threads a call would start now).
+    """
+    requested = numba.get_num_threads()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = None
+    runnable = None
+    if cpus is None:
+        source = "no CPU affinity on this system: every CPU counts as free"
+    elif cpus != os.cpu_count():
+        source = (f"a CPU set of {cpus} of the machine's {os.cpu_count()} CPUs (a container?): /proc/loadavg counts "
+                  "the whole machine, so every CPU of the set counts as free")
+    else:
+        try:
+            runnable = int((read or _read_loadavg)().split()[3].split("/")[0])
+            source = "/proc/loadavg (runnable threads, this one included)"
+        except (OSError, ValueError, IndexError):
+            source = "/proc/loadavg unreadable: every CPU counts as free"
+    would = min(requested, max(1, _free_cores(read=read))) if requested > 1 else 1
+    return {"requested": requested, "cpus": cpus, "cpu_count": os.cpu_count(), "load_source": source,
+            "runnable": runnable, "would_use": would}
+
+
+def cached_kernels() -> dict:
+    """The numba cache folder of the kernels and the chunk-kernel specialisations it holds.
+
+    Returns {"folder": path, "kernels": [{"activation", "loss", "optimizer", "dtype", "cpu"}, ...]}
+    (``kernels`` is None when numba's index cannot be read: its layout is numba's, not ours).
+    """
+    from numba.core.serialize import dumps
+
+    k = _kernels()
+    folder = _cache_dir()
+    names = {}
+    for act, a in km.ACT_CODES.items():
+        for loss, lc in km.LOSS_CODES.items():
+            for opt, o in km.OPT_CODES.items():
+                fn = k._entry(a, lc, o).py_func
+                cvars = tuple(c.cell_contents for c in fn.__closure__ or ())
+                names[hashlib.sha256(dumps(cvars)).hexdigest()] = (act, loss, opt)
+    try:
+        index = k.chunk_kernel(0, 0, 0)._cache._cache_file._load_index()
+        found = []
+        for sig, magic, (_, cvar_hash) in index:
+            act, loss, opt = names.get(cvar_hash, ("?", "?", "?"))
+            found.append({"activation": act, "loss": loss, "optimizer": opt, "dtype": str(sig[0].dtype),
+                          "cpu": magic[1]})
+    except Exception:  # noqa: BLE001 (numba's private cache index; a report must still come out)
+        found = None
+    return {"folder": folder, "kernels": found}
+
+
 def _read_loadavg() -> str:
     fd = os.open("/proc/loadavg", os.O_RDONLY)
     try:
