@@ -220,7 +220,7 @@ def _start_chunk(theta, tht, offs, tlive):
 def _entry(act_code, loss_code, opt_code):
     adam = opt_code == km.OPT_ADAM
 
-    @njit(**_JIT)
+    @njit(**_JIT, no_cfunc_wrapper=True)  # called from Python only: no C-callable wrapper to compile
     def run_chunk(theta, m0, v0, phi, m, v, task_loss, iter_loss, red, blk, tht, wt, act, dlt, grad,
                   X, Yf, Yi, plans, eps, offs, aoffs, wlive, tlive, hyper, tblock, copy_theta, copy_state,
                   t0, has_state, carry, update, start, lo, hi, it_lo, it_hi, c_lo, c_hi, k):
@@ -432,15 +432,8 @@ def _reduce_columns(out, rows, e, red, blk, tblock, c0, c1, replace):
                 o[p] = o[p] + e * (r[p] - o[p])
         return
     acc = view1d(red, c0, w)
-    b = view1d(blk, c0, w)
-    r = view1d(row(rows, 0), c0, w)
-    for p in range(w):
-        acc[p] = r[p]
-    for i in range(1, min(tblock, n)):
-        r = view1d(row(rows, i), c0, w)
-        for p in range(w):
-            acc[p] += r[p]
-    for a in range(tblock, n, tblock):
+    for a in range(0, n, tblock):  # block a's sum in acc (the first block) or blk, then acc += blk
+        b = acc if a == 0 else view1d(blk, c0, w)
         r = view1d(row(rows, a), c0, w)
         for p in range(w):
             b[p] = r[p]
@@ -448,8 +441,9 @@ def _reduce_columns(out, rows, e, red, blk, tblock, c0, c1, replace):
             r = view1d(row(rows, i), c0, w)
             for p in range(w):
                 b[p] += r[p]
-        for p in range(w):
-            acc[p] += b[p]
+        if a > 0:
+            for p in range(w):
+                acc[p] += b[p]
     nf = rows.dtype.type(n)
     if replace:
         for p in range(w):

@@ -241,7 +241,7 @@ def dot_reference(x, xo, y, yo, n):
 VECTOR_BYTES = ISA.vector_bytes
 
 
-@njit(**_JIT)
+@njit(**_JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)  # compiled callers only (no wrappers to compile)
 def gemm(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
     """C (R, n) ⟵ Σ_k U[:, k] V[k, :] by ``mode`` (see the module docstring); flat 1-D buffers.
 

@@ -28,7 +28,7 @@ needs_x86 = pytest.mark.skipif(not X86, reason="the named targets are x86 CPUs")
 
 # (numba CPU name, the Isa it must get); NUMBA_CPU_FEATURES="" gives the CPU's own features
 TARGETS = {"haswell": "avx2", "skylake-avx512": "avx512", "x86-64": "sse"}
-# vector moves through the stack pointer in one dtype's gemm (CPython wrapper and loop set-up
+# vector moves through the stack pointer in one dtype's gemm (loop set-up
 # included): ~35 with a tile that fits; the 6×4 tile of 64-byte vectors under AVX2 gives hundreds
 SPILL_BOUND = 64
 
