@@ -29,7 +29,7 @@ def collect() -> dict:
 
     from . import hostinfo
     from .._version import __version__
-    from ..backends import isa, numba_cpu
+    from ..backends import isa, numba_cpu, numba_threads
 
     target = isa.target_isa()
     cpu_name, features = isa.numba_target()
@@ -41,7 +41,7 @@ def collect() -> dict:
                 "numba_cpu_features_set": numba.config.CPU_FEATURES is not None,
                 "kernels": {"isa": target.name, "vector_bytes": target.vector_bytes, "tile": [target.mr, target.nv],
                             "registers": target.registers, "fma": target.fma, "summary": target.describe()}},
-        "threads": numba_cpu.threads_report(),
+        "threads": numba_threads.threads_report(),
         "numba_cache": numba_cpu.cached_kernels(),
         "extras": hostinfo.extras(),
         "cuda": hostinfo.cuda_seen(),

@@ -22,6 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 from minireptile import AdamState, InnerOptimizer, MLPSpec, get_backend, get_preset, init_params, reference
 from minireptile.backends import numba_cpu as numba_backend
+from minireptile.backends import numba_threads
 from minireptile.backends.numba_kernels import _transpose, tanh_array
 from minireptile.backends.numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, dot_reference, gemm, gemm_reference
 from minireptile.reptile import train_chunk_generic
@@ -173,8 +174,8 @@ def restore_threads(monkeypatch):
     """Restore numba's thread count after the test. The threading policy's inputs are fixed, whatever
     else runs on the test machine: every core counts as free, so a test of 2 threads runs 2, and the
     clock of the hold-up rule stands still, so no wait counts as a hold-up."""
-    monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: numba.config.NUMBA_NUM_THREADS)
-    monkeypatch.setattr(numba_backend, "_clock", lambda: 0.0)
+    monkeypatch.setattr(numba_threads, "_free_cores", lambda ours=0, read=None: numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setattr(numba_threads, "_clock", lambda: 0.0)
     n = numba.get_num_threads()
     yield
     numba.set_num_threads(n)
@@ -278,15 +279,20 @@ def test_gemm_float64_equals_its_numpy_twin_and_its_transpose(R, n, K, pad_c, pa
     v = rng.normal(size=max(K * ldv - pad_v, 0) + 2)
     c = rng.normal(size=max(R * ldc - pad_c, 0) + 3)
     want = c.copy()
-    gemm(c, 3, ldc, R, n, u, 1, us_r, us_k, v, 2, ldv, K, 0.3, mode)
+    _gemm(c, 3, ldc, R, n, u, 1, us_r, us_k, v, 2, ldv, K, 0.3, mode)
     gemm_reference(want, 3, ldc, R, n, u, 1, us_r, us_k, v, 2, ldv, K, 0.3, mode)
     assert max_rel_error(c, want) <= 1e-13
     # (U V)ᵀ computed as Vᵀ Uᵀ is bitwise the same: what keeps W and Wᵀ exact transposes under SGD
     if R and n and mode == MODE_STORE and transposed_u:
         ct = np.zeros(n * R)
-        gemm(ct, 0, R, n, R, v, 2, 1, ldv, u, 1, R, K, 0.0, MODE_STORE)
+        _gemm(ct, 0, R, n, R, v, 2, 1, ldv, u, 1, R, K, 0.0, MODE_STORE)
         np.testing.assert_array_equal(ct.reshape(n, R).T, c[3:3 + R * ldc - pad_c].reshape(R, -1)[:, :n]
                                       if pad_c == 0 else np.stack([c[3 + r * ldc:3 + r * ldc + n] for r in range(R)]))
+
+
+@njit_cached
+def _gemm(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode):
+    gemm(c, c_off, ldc, R, n, u, u_off, us_r, us_k, v, v_off, ldv, K, alpha, mode)  # gemm has no Python wrapper
 
 
 @njit_cached
@@ -349,7 +355,7 @@ def test_an_error_in_a_helper_thread_is_raised_by_the_call_and_every_thread_stop
 
     before = threading.active_count()
     with pytest.raises(RuntimeError, match="boom in the helper"):
-        numba_backend._in_threads(kernel, (), n=64, iters=3, P=10, threads=2, t=0, hs=False, carry=False,
+        numba_threads._in_threads(kernel, (), n=64, iters=3, P=10, threads=2, t=0, hs=False, carry=False,
                                   update=update)
     assert threading.active_count() == before
 
@@ -419,7 +425,7 @@ def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_resul
     numba.set_num_threads(1)
     want_theta, want_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
     numba.set_num_threads(2)
-    monkeypatch.setattr(numba_backend, "_clock", time.perf_counter)
+    monkeypatch.setattr(numba_threads, "_clock", time.perf_counter)
     _watch_kernels(monkeypatch, before, after)
     got_theta, got_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
     np.testing.assert_array_equal(got_theta, want_theta)
@@ -429,7 +435,7 @@ def test_a_held_up_helper_makes_the_caller_run_alone_with_bitwise_the_same_resul
     # other jobs hold the cores when the caller checks after the hold-up: alone to the end of the call
     helper_blocks.clear()
     wait_for_helper = _helper_runs_first_block()
-    monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: 2 if ours == 0 else 0)
+    monkeypatch.setattr(numba_threads, "_free_cores", lambda ours=0, read=None: 2 if ours == 0 else 0)
     got_theta, got_losses, _ = NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)
     np.testing.assert_array_equal(got_theta, want_theta)
     assert len(helper_blocks) == 1, helper_blocks
@@ -455,7 +461,7 @@ def test_with_the_cores_busy_two_threads_run_as_one_with_bitwise_the_same_result
             rows.add(k)
             wait_for_helper(lo, hi, k)
     _watch_kernels(monkeypatch, before)
-    monkeypatch.setattr(numba_backend, "_free_cores", lambda ours=0, read=None: free)
+    monkeypatch.setattr(numba_threads, "_free_cores", lambda ours=0, read=None: free)
     np.testing.assert_array_equal(NUMBA.train_chunk(spec, theta, X, Y, plans, eps, opt)[0], want)
     np.testing.assert_array_equal(NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt).phi, want_phi)
     assert rows == ({0} if free < 2 else {0, 1})
@@ -500,17 +506,17 @@ def _loadavg(*texts):
     (["no numbers here"], 0, 4),                         # unreadable: every CPU counts as free
 ])
 def test_free_cores_reads_the_runnable_threads_of_proc_loadavg(monkeypatch, texts, ours, free):
-    monkeypatch.setattr(numba_backend.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    monkeypatch.setattr(numba_backend.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(numba_backend, "_LOAD_READ_GAP_S", 0.0)
-    assert numba_backend._free_cores(ours, read=_loadavg(*texts)) == free
+    monkeypatch.setattr(numba_threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(numba_threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(numba_threads, "_LOAD_READ_GAP_S", 0.0)
+    assert numba_threads._free_cores(ours, read=_loadavg(*texts)) == free
 
 
 def test_free_cores_counts_every_cpu_free_when_the_count_covers_more_cpus_than_the_process_may_use(monkeypatch):
     """In a container limited to CPUs 0 and 1 of a 64-CPU host, /proc/loadavg counts the host's threads."""
-    monkeypatch.setattr(numba_backend.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(numba_backend.os, "cpu_count", lambda: 64)
-    assert numba_backend._free_cores(read=_loadavg("40.0 40.0 40.0 50/900 1")) == 2
+    monkeypatch.setattr(numba_threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(numba_threads.os, "cpu_count", lambda: 64)
+    assert numba_threads._free_cores(read=_loadavg("40.0 40.0 40.0 50/900 1")) == 2
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minireptile import InnerOptimizer, MLPSpec, get_backend
-from minireptile.backends import numba_cpu
+from minireptile.backends import numba_cpu, numba_threads
 from minireptile.cli import main
 
 
@@ -55,27 +55,27 @@ def _loadavg(text):
 
 
 def test_threads_without_proc_loadavg_say_every_cpu_counts_as_free(monkeypatch):
-    monkeypatch.setattr(numba_cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(numba_cpu.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(numba_cpu.numba, "get_num_threads", lambda: 2)
-    got = numba_cpu.threads_report(read=_loadavg(None))
+    monkeypatch.setattr(numba_threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(numba_threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(numba_threads.numba, "get_num_threads", lambda: 2)
+    got = numba_threads.threads_report(read=_loadavg(None))
     assert got["runnable"] is None and "unreadable" in got["load_source"] and got["would_use"] == 2
 
 
 def test_threads_in_a_container_say_the_machine_wide_count_is_not_used(monkeypatch):
-    monkeypatch.setattr(numba_cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(numba_cpu.os, "cpu_count", lambda: 64)
-    monkeypatch.setattr(numba_cpu.numba, "get_num_threads", lambda: 2)
-    got = numba_cpu.threads_report(read=_loadavg("40.0 40.0 40.0 50/900 1"))
+    monkeypatch.setattr(numba_threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(numba_threads.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(numba_threads.numba, "get_num_threads", lambda: 2)
+    got = numba_threads.threads_report(read=_loadavg("40.0 40.0 40.0 50/900 1"))
     assert "CPU set of 2" in got["load_source"] and got["runnable"] is None and got["would_use"] == 2
 
 
 def test_threads_on_a_busy_machine_say_a_call_would_run_one(monkeypatch):
-    monkeypatch.setattr(numba_cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(numba_cpu.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(numba_cpu.numba, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(numba_cpu, "_LOAD_READ_GAP_S", 0.0)
-    got = numba_cpu.threads_report(read=_loadavg("3.0 3.0 3.0 3/120 1"))
+    monkeypatch.setattr(numba_threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(numba_threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(numba_threads.numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(numba_threads, "_LOAD_READ_GAP_S", 0.0)
+    got = numba_threads.threads_report(read=_loadavg("3.0 3.0 3.0 3/120 1"))
     assert got["runnable"] == 3 and got["would_use"] == 1
 
 
