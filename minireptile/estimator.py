@@ -6,8 +6,10 @@ A thin layer over the pipeline: :class:`Reptile` holds the network spec, the inn
 outer schedule, the backend, the dtype and the seed, and calls the same functions the commands
 call — task sources (:mod:`minireptile.tasks.sources`) → :func:`minireptile.meta_train` with the
 chosen backend → :func:`minireptile.evaluation.adapt_and_score` / ``adapt_and_classify``. It has
-no loop of its own: ``Reptile(...).fit("gist", iters)`` computes bit for bit the θ that
-``minireptile sine --iters ITERS`` writes with the same seed and flags.
+no loop of its own: ``Reptile.from_preset(PRESET, ...).fit(PRESET, iters)`` computes bit for bit the
+θ that ``minireptile sine --preset PRESET --iters ITERS`` writes with the same seed and flags, at any
+meta-batch: both reduce a meta-batch in blocks of ``task_block`` tasks (default ⌈meta_batch/16⌉, the
+command's ``--task-block``).
 
 Seeds: θ0 comes from ``stream_rng(seed, INIT)``, training tasks from ``stream_rng(seed, TRAIN, b)``
 and held-out tasks from ``stream_rng(seed, EVAL)``, exactly as in the commands (one seed, split by
@@ -22,6 +24,7 @@ purpose). ``fit`` always starts from θ0, so fitting twice gives the same θ.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import numpy as np
 
 from . import validation as check
 from .backends import get_backend
+from .backends.distributed import task_block_for
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ReptileConfig
 from .errors import CheckpointError
@@ -44,6 +48,21 @@ from .tasks.sources import TaskSource, as_task_source
 from .tasks.streams import DEFAULT_SEED, INIT, stream_rng
 
 EVAL_CHUNK = 250  # held-out tasks per backend call (results do not depend on it)
+
+# InnerOptimizer's field names -> the constructor arguments a user gives (for error messages)
+INNER_ARGUMENTS = {"lr": "inner_lr", "state_policy": "adam_state"}
+
+
+@contextmanager
+def _named_as(names: dict):
+    """Re-raise a ValueError/TypeError whose message starts ``field:`` as ``argument:`` (``names``: field → argument)."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        field, sep, rest = str(exc).partition(": ")
+        if sep and field in names:
+            raise type(exc)(f"{names[field]}: {rest}") from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,10 @@ class Reptile:
         Adam moments restarted per task, or carried across tasks (openai/supervised-reptile).
     meta_batch : int
         Tasks per outer iteration (1: serial Reptile).
+    task_block : int, optional
+        Reduce each meta-batch in blocks of this many tasks (sum in task order within a block, then
+        over blocks); default ⌈meta_batch/16⌉, as the commands' ``--task-block``. It changes θ only
+        in the last bits; :meth:`save` and :meth:`load` keep it.
     eps0, eps_final : float
         Outer step size ε, annealed linearly from ``eps0`` to ``eps_final`` over a ``fit``.
     backend : {"numba", "numpy", "cuda"}
@@ -127,12 +150,15 @@ class Reptile:
 
     def __init__(self, layers=(1, 64, 64, 1), *, activation="tanh", loss="mse", optimizer="sgd", inner_lr=0.02,
                  inner_steps=5, inner_batch=10, beta1=0.0, beta2=0.999, adam_state="reset", meta_batch=1,
-                 eps0=0.1, eps_final=0.0, backend="numba", dtype="float32", seed=DEFAULT_SEED):
+                 eps0=0.1, eps_final=0.0, backend="numba", dtype="float32", seed=DEFAULT_SEED, task_block=None):
         self.spec = layers if isinstance(layers, MLPSpec) else MLPSpec(tuple(layers), activation, loss)
-        self.inner = InnerOptimizer(optimizer, inner_lr, beta1, beta2, 1e-8, adam_state)
+        with _named_as(INNER_ARGUMENTS):
+            self.inner = InnerOptimizer(optimizer, inner_lr, beta1, beta2, 1e-8, adam_state)
         # the outer settings, checked by ReptileConfig now (iters is only known in fit)
+        if task_block is None and not isinstance(meta_batch, bool) and isinstance(meta_batch, (int, np.integer)):
+            task_block = task_block_for(max(int(meta_batch), 1))
         self._outer = dict(meta_batch=meta_batch, eps0=eps0, eps_final=eps_final, inner=self.inner,
-                           inner_steps=inner_steps, inner_batch=inner_batch)
+                           inner_steps=inner_steps, inner_batch=inner_batch, task_block=task_block)
         ReptileConfig(iters=1, **self._outer)
         if backend not in ("numpy", "numba", "cuda"):
             raise ValueError(f"backend: expected one of ('numpy', 'numba', 'cuda'), got {backend!r}")
@@ -172,7 +198,7 @@ class Reptile:
         o = self._outer
         return (f"Reptile({'-'.join(map(str, self.spec.sizes))} {self.spec.activation}, loss {self.spec.loss!r}, "
                 f"{self.inner.name} x{o['inner_steps']} (batch {o['inner_batch']}, lr {self.inner.lr}), meta-batch "
-                f"{o['meta_batch']}, eps {o['eps0']}->{o['eps_final']}, backend {self.backend!r}, {self.dtype.name}, "
+                f"{o['meta_batch']} (blocks of {o['task_block']}), eps {o['eps0']}->{o['eps_final']}, backend {self.backend!r}, {self.dtype.name}, "
                 f"seed {self.seed})")
 
     # -- the pipeline -------------------------------------------------------------------------
@@ -383,6 +409,9 @@ class Reptile:
     def load(cls, path) -> "Reptile":
         """A model from a checkpoint written by :meth:`save` or by ``minireptile sine``.
 
+        A checkpoint without a ``task_block`` (written by an earlier version) gets the default,
+        ⌈meta_batch/16⌉.
+
         Raises
         ------
         CheckpointError
@@ -398,7 +427,7 @@ class Reptile:
                         beta2=inner["beta2"], adam_state=inner["state_policy"], meta_batch=r["meta_batch"],
                         eps0=r["eps0"], eps_final=r["eps_final"], inner_steps=r["inner_steps"],
                         inner_batch=r["inner_batch"], backend=cfg.get("backend", "numba"), dtype=cfg["dtype"],
-                        seed=cfg["seed"])
+                        seed=cfg["seed"], task_block=r.get("task_block"))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint: {str(path)!r} holds no usable model configuration ({exc})") from None
         if ck["theta"].shape != (spec.n_params,) or ck["theta"].dtype != model.dtype:
