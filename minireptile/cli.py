@@ -99,8 +99,11 @@ def _run(prog: str, args) -> int:
     from .commands.common import EXIT_DIVERGED, EXIT_IO, EXIT_SIGNAL, EXIT_USAGE, FlagError
     from .errors import BackendUnavailableError, CheckpointError, DivergenceError
 
+    from .commands.outputs import json_on_stdout
+
     try:
-        return int(args.run(args) or 0)
+        with json_on_stdout(args):   # --json -: the JSON on stdout, every other line on stderr
+            return int(args.run(args) or 0)
     except FlagError as exc:
         return _fail(prog, exc, EXIT_USAGE)
     except (BackendUnavailableError, CheckpointError) as exc:

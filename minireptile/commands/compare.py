@@ -40,6 +40,7 @@ from ..tasks.families import FAMILIES, TaskFamily, family_block, family_eval_tas
 from ..tasks.sine import block_iters_for, get_preset
 from ..tasks.streams import DEFAULT_SEED, INIT, TRAIN, epoch_plan, stream_rng
 from . import runs
+from .outputs import check_file_flags, write_json
 from .plots import compare_figure
 from .common import (FlagError, add_threads_flag, apply_threads, int_at_least, nonnegative_float, nonnegative_int,
                      positive_float, positive_int, prepare_backend)
@@ -348,6 +349,7 @@ def run(args) -> int:
     start, stop = runs.iteration_range(args, ck, total)
     runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
+    check_file_flags(args)   # --json (and --save) before the folder is claimed
     with runs.claim_folder(out):
         plot = out / "learning_curves.png" if not args.no_plot else None
         runs.check_run_outputs(args, ckpt_path, "compare", plot, **{"--save": args.save})
@@ -440,6 +442,5 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
                                         "max": r.losses.max(axis=0).tolist()}
                                for K, r in per_k.items()} for name, per_k in results.items()},
         }
-        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
-        print(f"json: {args.json}", file=sys.stderr)
+        write_json(args, summary, file=sys.stderr)
     return 0

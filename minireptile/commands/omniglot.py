@@ -29,7 +29,6 @@ import numpy as np
 
 from ..backends import BACKENDS
 from ..backends.distributed import task_block_for
-from ..checkpoint import atomic_write
 from ..errors import CheckpointError, DivergenceError
 from ..evaluation.fewshot import evaluate_episodes, nearest_neighbour_episodes, score_schedule
 from ..evaluation.regression import mean_ci95
@@ -38,13 +37,14 @@ from ..optim import InnerOptimizer
 from ..reptile import ReptileConfig
 from ..tasks.episodes import (EpisodeConfig, block_iters_for, full_batch_plan, minibatch_plan, sample_episodes,
                               train_block)
-from ..tasks.omniglot import omniglot_split, with_rotations
+from ..tasks.omniglot import find_sources, omniglot_split, with_rotations
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, stream_rng
 from . import runs
 from .cluster import add_cluster_flags, describe_backend, distributed_meta_batch, with_task_block
 from .common import (EXIT_DIVERGED, Counter, FlagError, Progress, add_threads_flag, apply_threads, int_at_least,
                      nonnegative_float, nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode,
                      unit_interval, versions)
+from .outputs import check_file_flags, write_json
 from .plots import omniglot_figure
 
 # the compiled CPU backend when it is part of this installation, as `minireptile sine`
@@ -332,7 +332,15 @@ def run(args) -> int:
     rcfg = _reptile_config(cfg)
     start, stop = runs.iteration_range(args, ck, rcfg.iters)
     runs.check_memory(memory_terms(cfg), args=args)
+    try:  # the inputs before the outputs: a missing --data is named before any checkpoint in the way
+        find_sources(Path(cfg["data"]))
+    except (FileNotFoundError, ValueError) as exc:
+        message = str(exc).removeprefix("data: ")
+        if args.data is None:   # the resumed checkpoint's data
+            raise FlagError("--resume", f"the run's data: {message}") from None
+        raise FlagError("--data", message) from None
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
+    check_file_flags(args)   # --json (and --save) before the folder is claimed
     with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "omniglot.png" if not args.no_plot else None
         runs.check_run_outputs(args, ckpt_path, "omniglot", plot)
@@ -347,6 +355,9 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) ->
     apply_threads(args)
 
     t = time.perf_counter()
+    if not args.quiet:  # decoding the PNGs takes seconds on a first run: say so before it starts
+        print(f"minireptile omniglot: loading {cfg['data']} ({cfg['size']}x{cfg['size']} images; a first load "
+              "decodes the PNGs, later ones read a cache) ...", flush=True)
     try:
         split = omniglot_split(Path(cfg["data"]), cfg["size"], args.cache_dir, not args.no_cache)
     except (FileNotFoundError, ValueError, ImportError) as exc:
@@ -454,6 +465,5 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) ->
             },
             "versions": versions(),
         }
-        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
-        print(f"json: {args.json}")
+        write_json(args, summary)
     return 0

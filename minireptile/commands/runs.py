@@ -8,7 +8,8 @@ before any expensive work (docs/errors.md):
    folder exits 2 at once naming the holder's pid) and removes the temporary files that dead runs
    left behind in it.
 2. :func:`check_outputs` checks that every output path (the checkpoint, ``--json``, the plot, ...) is
-   distinct, is not a folder or a device, and lies in a folder this process can write.
+   distinct, is not a folder, a device or under /proc, /sys or /dev, and lies in a folder this process
+   can create a file in (:func:`minireptile.commands.outputs.check_output_path`).
 3. :func:`check_checkpoint_slot` refuses to overwrite the checkpoint of another (or an unfinished)
    run unless it is the one being resumed or ``--overwrite`` was given.
 4. :func:`train_with_checkpoints` runs ``meta_train`` writing ``OUT/checkpoint.npz`` at the start,
@@ -56,6 +57,7 @@ REPTILE_RUN_FLAGS = {
     "adam_state": ("--adam-state", lambda c: c["reptile"]["inner"]["state_policy"]),
 }
 from .common import EXIT_DIVERGED, EXIT_SIGNAL, FlagError, Parser, nonnegative_int, positive_int
+from .outputs import check_output_path, is_stdout
 
 LOCK_NAME = ".minireptile.lock"
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -220,12 +222,10 @@ def check_outputs(paths: dict, resume=None) -> None:
         for p in (items if isinstance(items, (list, tuple)) else [items]):
             if p is None:
                 continue
+            check_output_path(flag, p, stdout_ok=flag == "--json")
+            if is_stdout(p) and flag == "--json":
+                continue
             p = Path(p)
-            if p.is_dir():
-                raise FlagError(flag, f"{str(p)!r} is a folder; expected a file path")
-            if p.exists() and not p.is_file():
-                raise FlagError(flag, f"{str(p)!r} is not a regular file (a device or a pipe); expected a file path")
-            _writable_folder(flag, p.parent if str(p.parent) else Path("."))
             key = os.path.join(os.path.realpath(p.parent if str(p.parent) else "."), p.name)
             if key in seen and not (flag == "--out" and Path(key).name == CHECKPOINT_NAME):
                 other = seen[key]
@@ -253,7 +253,8 @@ def add_run_flags(p, default_out: str, checkpoint_every: int, *, out_help: str |
                    "repeated only with the same values)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
-    p.add_argument("--json", type=Path, help="also write a JSON summary here")
+    p.add_argument("--json", type=Path, metavar="PATH",
+                   help="also write a JSON summary to PATH (-: to standard output, with every other line on stderr)")
 
 
 def check_checkpoint_slot(ckpt_path: Path, resume, overwrite: bool, command: str) -> None:

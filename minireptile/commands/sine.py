@@ -32,6 +32,7 @@ from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, PLOT, stream_rng
 from . import runs
 from .plots import sine_figure
 from .cluster import add_cluster_flags, describe_backend, distributed_meta_batch, with_task_block
+from .outputs import check_file_flags, write_json
 from .common import (FlagError, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
                      nonnegative_int, positive_float, positive_int, prepare_backend, unit_interval, versions)
 from .runs import check_resumable, checked_config
@@ -210,6 +211,7 @@ def run(args) -> int:
     start, stop = runs.iteration_range(args, ck, rcfg.iters)
     runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
+    check_file_flags(args)   # --json (and --save) before the folder is claimed
     with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "sine.png" if not args.no_plot else None
         runs.check_run_outputs(args, ckpt_path, "sine", plot)
@@ -259,8 +261,6 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
         _plot(plot, spec, theta, theta0, preset, eval_opt, backend, seed, dtype, eval_steps, meta, random, curve)
 
     if args.json is not None:
-        from ..checkpoint import atomic_write
-
         summary = {
             "config": cfg,
             "start_iteration": start,
@@ -276,8 +276,7 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
             "train_loss": {"every": curve[2], "iteration": curve[0].tolist(), "loss": curve[1].tolist()},
             "versions": versions(),
         }
-        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
-        print(f"json: {args.json}")
+        write_json(args, summary)
     return 0
 
 
