@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .tasks.streams import DEFAULT_SEED
 
     parser = Parser(prog="minireptile", description="Reptile meta-learning for MLPs in NumPy and Numba.",
-                    epilog="Run `minireptile COMMAND --help` for a command's flags. Every command takes --seed "
-                    f"(default {DEFAULT_SEED}), --threads, --backend and --quiet.")
+                    epilog="Run `minireptile COMMAND --help` for a command's flags. sine, omniglot and compare take "
+                    f"--seed (default {DEFAULT_SEED}), --threads, --backend and --quiet; sweep sets --seed and --quiet "
+                    "for each of its runs (its --seeds chooses the seeds).")
     parser.add_argument("--version", action="version", version=f"minireptile {__version__}")
     sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", parser_class=Parser)
     sine.add_parser(sub)

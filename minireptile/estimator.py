@@ -24,6 +24,7 @@ purpose). ``fit`` always starts from θ0, so fitting twice gives the same θ.
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from .evaluation.fewshot import adapt_and_classify
 from .evaluation.regression import adapt_and_score, mean_ci95
 from .mlp import MLPSpec, init_params
 from .optim import InnerOptimizer
-from .progress import Counter, Progress
+from .progress import Counter, Progress, format_number, resolve_mode
 from .reference import forward
 from .reptile import meta_train
 from .tasks.sine import SinePreset, get_preset
@@ -93,10 +94,10 @@ class Evaluation:
         head = f"{'steps':>5}  {'loss':>19}" + ("  accuracy" if self.accuracy is not None else "")
         rows = [head]
         for j, s in enumerate(self.steps):
-            row = f"{s:>5d}  {self.mean[j]:>9.4f} ± {self.ci95[j]:<7.4f}"
+            row = f"{s:>5d}  {format_number(self.mean[j], 4, 9):>9} ± {format_number(self.ci95[j], 4, 7):<7}"
             if self.accuracy is not None:
                 row += f"  {100 * self.accuracy_mean[j]:5.1f}% ± {100 * self.accuracy_ci95[j]:.1f}"
-            rows.append(row)
+            rows.append(row.rstrip())
         return "\n".join(rows)
 
 
@@ -226,6 +227,8 @@ class Reptile:
             Outer iterations; the ε schedule runs over them.
         progress : bool or {"auto", "bar", "lines", "off"}
             Report progress (True: a tqdm bar on a terminal when tqdm is installed, plain lines otherwise).
+            With the numba backend, a kernel not yet in numba's cache is compiled first, with a line on
+            stderr before and after (nothing is printed with ``progress=False``).
         callback : callable, optional
             ``callback(it, theta, losses, state)`` after each chunk, as :func:`minireptile.meta_train`;
             returning True stops early.
@@ -244,6 +247,7 @@ class Reptile:
         source = self._source(tasks)
         config = self.config(check.count("iters", iters))
         backend = get_backend(self.backend)
+        self._compile_notice(backend, progress)
         block_iters = source.block_iters(config.meta_batch)
         seed, dtype = self.seed, self.dtype
 
@@ -268,6 +272,20 @@ class Reptile:
             report.close()
         self.theta, self.state, self.history, self.iterations = theta, state, history, done[0]
         return history
+
+    def _compile_notice(self, backend, progress) -> None:
+        """With progress on and the numba kernel this model needs not in numba's cache: say so on stderr,
+        compile it, and say how long it took (a first ``fit`` would otherwise be silent for seconds)."""
+        if self.backend != "numba" or resolve_mode(progress) == "off":
+            return
+        from .backends.numba_cpu import kernel_cached
+
+        if kernel_cached(self.spec, self.dtype, self.inner) is not False:
+            return
+        print(f"minireptile: compiling the numba kernels for {self.spec.activation}/{self.spec.loss} with "
+              f"{self.inner.name}, {self.dtype.name} (once, then cached) ...", file=sys.stderr, flush=True)
+        seconds = backend.warmup(self.spec, self.dtype, self.inner)
+        print(f"minireptile: kernels ready in {seconds:.1f} s", file=sys.stderr, flush=True)
 
     def _eval_opt(self) -> InnerOptimizer:
         o = self.inner
@@ -349,6 +367,7 @@ class Reptile:
         params : ndarray, shape (P,), optional
             Evaluate these parameters instead of θ (``model.theta0``: the random-init baseline).
         progress : bool or {"auto", "bar", "lines", "off"}
+            As in :meth:`fit`.
 
         Returns
         -------
@@ -361,6 +380,7 @@ class Reptile:
         theta = self._params(params)
         Xs, Ys, Xq, Yq = source.eval_tasks(self.seed, n_tasks, self.dtype)
         backend, opt, n = get_backend(self.backend), self._eval_opt(), Xs.shape[0]
+        self._compile_notice(backend, progress)
         if self.spec.loss == "ce":  # adapt_and_classify trusts its caller: check once, here
             check.evaluate_args(self.spec, theta, Xs, Ys, Xq, Yq, opt, backend, steps)
         counter = Counter(n, "evaluate", progress, unit="task")

@@ -34,6 +34,7 @@ from ..algorithms.maml import MAMLConfig, meta_train_maml
 from ..evaluation.regression import adapt_and_score
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
+from ..progress import format_number
 from ..reference import forward
 from ..reptile import ReptileConfig, meta_train
 from ..tasks.families import FAMILIES, TaskFamily, family_block, family_eval_tasks, support_query_plan
@@ -236,7 +237,7 @@ def results_table(results: dict, shots, eval_steps) -> str:
             r = results[name][K]
             for s in eval_steps:
                 j = r.steps.index(s)
-                cells.append(f"{r.mean[j]:.3f} ± {r.ci95[j]:.3f}")
+                cells.append(f"{format_number(r.mean[j], 3)} ± {format_number(r.ci95[j], 3)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -414,7 +415,9 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
     thetas = {name: (done[name] if name != "random" else theta0) for name in cfg["algorithms"]}
     results = evaluate_all(c, spec, family, thetas, backend)
     total_seconds = time.perf_counter() - t0
-    print(f"\nMSE on {c.eval_query} query points after k SGD steps (α={c.inner_lr}) on K shots, "
+    if not args.quiet:
+        print()   # a blank line after the progress lines (none with --quiet)
+    print(f"MSE on {c.eval_query} query points after k SGD steps (α={c.inner_lr}) on K shots, "
           f"mean ± 95% CI over {c.eval_tasks} held-out tasks ({family.name}, {iters} iterations, "
           f"{total_seconds:.0f}s):\n")
     print(results_table(results, c.shots, c.eval_steps))

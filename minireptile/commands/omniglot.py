@@ -34,6 +34,7 @@ from ..evaluation.fewshot import evaluate_episodes, nearest_neighbour_episodes, 
 from ..evaluation.regression import mean_ci95
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
+from ..progress import format_number
 from ..reptile import ReptileConfig
 from ..tasks.episodes import (EpisodeConfig, block_iters_for, full_batch_plan, minibatch_plan, sample_episodes,
                               train_block)
@@ -309,8 +310,9 @@ def results_table(meta, random, nn) -> str:
     loss_r, loss_rc = random.curve("loss")
     lines = [f"{'steps':>5}  {'meta-learned acc':>16}  {'loss':>13}  {'random-init acc':>16}  {'loss':>13}"]
     for j, s in enumerate(meta.steps):
-        lines.append(f"{s:>5d}  {_pct(acc_m[j], acc_mc[j]):>16}  {loss_m[j]:>6.3f} ± {loss_mc[j]:<5.3f}  "
-                     f"{_pct(acc_r[j], acc_rc[j]):>16}  {loss_r[j]:>6.3f} ± {loss_rc[j]:<5.3f}")
+        lines.append(f"{s:>5d}  {_pct(acc_m[j], acc_mc[j]):>16}  {format_number(loss_m[j], 3, 6):>6} ± "
+                     f"{format_number(loss_mc[j], 3, 5):<5}  {_pct(acc_r[j], acc_rc[j]):>16}  "
+                     f"{format_number(loss_r[j], 3, 6):>6} ± {format_number(loss_rc[j], 3, 5):<5}".rstrip())
     lines.append(f"pixel nearest neighbour: {_pct(*nn)}")
     return "\n".join(lines)
 
@@ -431,7 +433,9 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) ->
     nn = tuple(float(v) for v in mean_ci95(nn_acc))
     eval_seconds = time.perf_counter() - t
 
-    print(f"\n{ways}-way {cfg['shots']}-shot query accuracy and loss after k inner steps ({eval_opt.name}, batch "
+    if not args.quiet:
+        print()   # a blank line after the progress lines (none with --quiet)
+    print(f"{ways}-way {cfg['shots']}-shot query accuracy and loss after k inner steps ({eval_opt.name}, batch "
           f"{eval_batch}), mean ± 95% CI over {test_episodes.n} meta-test episodes of {cfg['queries']} queries per class "
           f"(train {train_seconds:.1f}s, eval {eval_seconds:.1f}s):")
     print(results_table(meta, random, nn))

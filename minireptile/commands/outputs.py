@@ -73,6 +73,16 @@ def _try_create(flag: str, folder: Path, probe: Path) -> None:
         os.unlink(name)
 
 
+def folder_as_given(folder: Path, given) -> Path:
+    """``folder`` spelt as the user spelt ``given``'s folder when both are the same folder (so a resumed run
+    prints ``runs/sine/checkpoint.npz`` as a first run does, not an absolute path); else ``folder``."""
+    parent = Path(given).parent
+    try:
+        return parent if os.path.samefile(parent, folder) else folder
+    except OSError:
+        return folder
+
+
 def check_file_flags(args, flags=("--json", "--save")) -> None:
     """:func:`check_output_path` for each of ``flags`` that ``args`` has and the user gave (``--json`` may be
     ``-``): called before a run claims its folder, so a bad path leaves nothing behind."""

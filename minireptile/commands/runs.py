@@ -57,7 +57,7 @@ REPTILE_RUN_FLAGS = {
     "adam_state": ("--adam-state", lambda c: c["reptile"]["inner"]["state_policy"]),
 }
 from .common import EXIT_DIVERGED, EXIT_SIGNAL, FlagError, Parser, nonnegative_int, positive_int
-from .outputs import check_output_path, is_stdout
+from .outputs import check_output_path, folder_as_given, is_stdout
 
 LOCK_NAME = ".minireptile.lock"
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -323,7 +323,7 @@ def resolve_paths(args, default_out: Path) -> tuple[Path, Path]:
     if getattr(args, "out", None) is not None:
         out = Path(args.out)
     elif getattr(args, "resume", None) is not None:
-        out = resume_folder(args.resume)
+        out = folder_as_given(resume_folder(args.resume), args.resume)
     else:
         out = Path(default_out)
     return out, out / CHECKPOINT_NAME

@@ -26,6 +26,7 @@ from ..errors import CheckpointError
 from ..evaluation.regression import adapted_predictions, evaluate_sine
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
+from ..progress import format_number
 from ..reptile import ReptileConfig
 from ..tasks.sine import PRESETS, block_iters_for, get_preset, sine_block, sine_eval_tasks
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, PLOT, stream_rng
@@ -192,7 +193,8 @@ def results_table(steps, meta, random) -> str:
     """Plain-text table: steps × (meta-learned, random init) mean ± 95% CI."""
     lines = [f"{'steps':>5}  {'meta-learned MSE':>20}  {'random-init MSE':>20}"]
     for s, mm, mc, rm, rc in zip(steps, meta.mean, meta.ci95, random.mean, random.ci95):
-        lines.append(f"{s:>5d}  {mm:>10.4f} ± {mc:<7.4f}  {rm:>10.4f} ± {rc:<7.4f}")
+        lines.append(f"{s:>5d}  {format_number(mm):>10} ± {format_number(mc, width=7):<7}  "
+                     f"{format_number(rm):>10} ± {format_number(rc, width=7):<7}".rstrip())
     return "\n".join(lines)
 
 
@@ -251,7 +253,9 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
     meta = evaluate_sine(spec, theta, tasks, eval_opt, backend, eval_steps)
     random = evaluate_sine(spec, theta0, tasks, eval_opt, backend, eval_steps)
 
-    print(f"\nMSE on the {preset.n_grid}-point grid after k full-batch steps on {preset.eval_shots} points, "
+    if not args.quiet:
+        print()   # a blank line after the progress lines (none with --quiet)
+    print(f"MSE on the {preset.n_grid}-point grid after k full-batch steps on {preset.eval_shots} points, "
           f"mean ± 95% CI over {cfg['eval_tasks']} held-out tasks (train {train_seconds:.1f}s):")
     print(results_table(eval_steps, meta, random))
     print(f"checkpoint: {ckpt_path}")

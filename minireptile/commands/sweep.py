@@ -28,13 +28,14 @@ import re
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import runs
-from .cluster import add_cluster_flags
+from .cluster import add_cluster_flags, require_dask
 from .common import FlagError
 from .sweep_summary import format_table, metrics, plot_summary, summarise, write_summary  # noqa: F401 (the sweep's API)
 
@@ -49,7 +50,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of seeds x flag values of a command, resumably, on a Dask cluster",
                        description="Run COMMAND once per seed and grid point, each run in its own folder with its "
                        "own checkpoint and JSON, on a Dask cluster; a SQLite ledger lets a re-run skip finished "
-                       "runs and resume the others. Other flags are passed to every run.")
+                       "runs and resume the others. Other flags are passed to every run.",
+                       epilog=sweep_flags_help() + "\n`minireptile sweep COMMAND --help` also lists COMMAND's flags.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_command", metavar="COMMAND", choices=SWEEPABLE, help=f"one of {', '.join(SWEEPABLE)}")
     p.add_argument("run_args", nargs=argparse.REMAINDER, metavar="...",
                    help="sweep flags (--seeds, --grid, --grid-file, --out, --workers, --scheduler) and the "
@@ -70,7 +73,36 @@ def sweep_flags() -> argparse.ArgumentParser:
                    help="a TOML file with `seeds = \"0-9\"` and a [grid] table: flag = [values]")
     p.add_argument("--out", type=Path, help="sweep folder (default runs/sweep-COMMAND)")
     add_cluster_flags(p, "run the runs")
+    for action in p._actions:
+        if action.dest == "workers":
+            action.help += "; default: one worker per core"
     return p
+
+
+def sweep_flags_help() -> str:
+    """The sweep's own flags and their defaults, as a help section."""
+    p = sweep_flags()
+    formatter = p._get_formatter()
+    formatter.start_section("sweep flags (after COMMAND, mixed with the command's flags)")
+    formatter.add_arguments(p._actions)
+    formatter.end_section()
+    per_run = [flag for flag in OWNED if flag not in ("--workers", "--scheduler")]
+    owned = textwrap.fill(f"The sweep sets {', '.join(per_run[:-1])} and {per_run[-1]} of each run: leave them "
+                          "out (--workers and --scheduler are the sweep's own).", 78)
+    return f"{formatter.format_help()}\n{owned}\n"
+
+
+def print_sweep_help(command: str) -> None:
+    """``minireptile sweep COMMAND --help``: the sweep's flags, then the flags of COMMAND's runs."""
+    from .common import Parser
+
+    root = Parser(prog="minireptile")
+    sub = root.add_subparsers(dest="command", parser_class=Parser)
+    _command_module(command).add_parser(sub)
+    print(f"usage: minireptile sweep {command} [sweep flags] [{command} flags]\n\n"
+          f"Run `minireptile {command}` once per seed and grid point (see `minireptile sweep --help`).\n\n"
+          f"{sweep_flags_help()}\nflags of each run (minireptile {command}):\n")
+    print(sub.choices[command].format_help())
 
 
 def seed_list(text: str) -> tuple[int, ...]:
@@ -343,6 +375,25 @@ class Report:
     def __init__(self, total: int, slots: int, every: float = 10.0):
         self.total, self.slots, self.every = total, max(slots, 1), every
         self.t0, self.last, self.durations = time.perf_counter(), 0.0, []
+        self.starts: dict = {}   # run name -> when it was seen running (see :meth:`started`)
+
+    def started(self, name: str, now: float | None = None) -> None:
+        self.starts[name] = time.perf_counter() if now is None else now
+
+    def finished(self, name: str) -> None:
+        self.starts.pop(name, None)
+
+    def eta(self, left: int, now: float | None = None) -> float:
+        """Seconds until the ``left`` unfinished runs are done: each running run takes the mean duration of
+        the finished ones from its start, and each queued run goes to the slot that frees first."""
+        now = time.perf_counter() if now is None else now
+        mean = float(np.mean(self.durations))
+        slots = sorted(max(mean - (now - t), 0.0) for t in self.starts.values())[:self.slots]
+        slots += [0.0] * (self.slots - len(slots))
+        for _ in range(max(left - len(self.starts), 0)):
+            slots.sort()
+            slots[0] += mean
+        return max(slots)
 
     def __call__(self, done: int, running: int, failed: int, force: bool = False) -> None:
         now = time.perf_counter()
@@ -351,8 +402,7 @@ class Report:
         self.last = now
         left = self.total - done - failed
         if self.durations:
-            mean = float(np.mean(self.durations))
-            eta = f"ETA {mean * -(-left // self.slots):.0f}s"
+            eta = f"ETA {self.eta(left, now):.0f}s"
         else:
             eta = "ETA after the first run"
         print(f"sweep: {done}/{self.total} done, {running} running, {failed} failed; {eta} "
@@ -360,8 +410,12 @@ class Report:
 
 
 def run(args) -> int:
+    if any(a in ("-h", "--help") for a in args.run_args):
+        print_sweep_help(args.sweep_command)
+        return 0
     own, base = sweep_flags().parse_known_args(args.run_args)
     command = args.sweep_command
+    require_dask(own)
     seeds, axes = own.seeds, list(own.grid)
     if own.grid_file is not None:
         file_seeds, file_axes = read_grid_file(own.grid_file)
@@ -427,6 +481,7 @@ def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
             for f in [f for f in futures if f.done()]:
                 name = futures.pop(f)
                 running.discard(name)
+                report.finished(name)
                 try:
                     res = f.result()
                 except Exception as exc:  # noqa: BLE001 (a run lost beyond Dask's retries)
@@ -450,5 +505,6 @@ def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
                 if f.key in executing and name not in running:
                     running.add(name)
                     ledger.started(name)
+                    report.started(name)
             report(done, len(running), failed)
             time.sleep(0.5)
