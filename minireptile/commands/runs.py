@@ -379,7 +379,7 @@ def check_memory(terms: dict, limit: int | None = None, args=None) -> None:
 def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dict, spec, theta, state, start: int,
                            stop: int, sample_block, block_iters: int, rcfg, backend, every: int, progress,
                            save=None, train=None, iters: int | None = None, hint: str | None = None,
-                           offset: int = 0, total: int | None = None):
+                           offset: int = 0, total: int | None = None, history=None):
     """Train from ``start`` to ``stop`` with checkpoints, signals and the divergence exit.
 
     By default ``meta_train`` (Reptile) runs; ``train(theta, state, start, stop, callback,
@@ -393,10 +393,13 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
     ``save(it, theta, state, status)`` writes the checkpoint (default: :func:`save_checkpoint` of
     ``theta`` with ``cfg`` to ``ckpt_path``). ``offset``/``total``: iterations shown in messages
     are ``offset + it`` of ``total`` (a command that trains several models in one run).
+    ``history``: a :class:`~minireptile.commands.loss_history.LossHistory` that each chunk's losses
+    are added to and that the default ``save`` keeps in the checkpoint.
     """
     if save is None:
         def save(it, theta, state, status):
-            save_checkpoint(ckpt_path, theta, cfg, it, state, status=status)
+            save_checkpoint(ckpt_path, theta, cfg, it, state, status=status,
+                            loss_history=history.state(it) if history is not None else None)
     if train is None:
         def train(theta, state, start, stop, callback, chunk_iters, chunk_seconds):
             meta_train(spec, theta, sample_block, block_iters, rcfg, backend, start=start, stop=stop, state=state,
@@ -415,6 +418,8 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
                 save(it, theta, state, status)
 
         def on_chunk(it, theta, losses, state):
+            if history is not None:
+                history.add(losses)
             progress(it, theta, losses, state)
             last.update(it=it, theta=theta, state=state)
             if every and it % every == 0 and it < stop:

@@ -33,6 +33,7 @@ from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, PLOT, stream_rng
 from . import runs
 from .plots import sine_figure
 from .cluster import add_cluster_flags, describe_backend, distributed_meta_batch, with_task_block
+from .loss_history import LossHistory
 from .outputs import check_file_flags, write_json
 from .common import (FlagError, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
                      nonnegative_int, positive_float, positive_int, prepare_backend, unit_interval, versions)
@@ -240,10 +241,11 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
               f"{rcfg.inner.name} x{rcfg.inner_steps} (batch {rcfg.inner_batch}, lr {rcfg.inner.lr}), "
               f"backend {where}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s{resumed}", flush=True)
     progress = Progress(stop, start, rcfg, args.quiet)
+    history = LossHistory.for_run(ck, rcfg.iters)   # the whole run's training loss, also across resumes
     status, it, theta, state, train_seconds = runs.train_with_checkpoints(
         prog="minireptile sine", command="sine", ckpt_path=ckpt_path, cfg=cfg, spec=spec, theta=theta, state=state,
         start=start, stop=stop, sample_block=sample_block, block_iters=block_iters, rcfg=rcfg, backend=backend,
-        every=args.checkpoint_every, progress=progress)
+        every=args.checkpoint_every, progress=progress, history=history)
     if status is not None:
         return status
 
@@ -260,7 +262,7 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
     print(results_table(eval_steps, meta, random))
     print(f"checkpoint: {ckpt_path}")
 
-    curve = progress.curve()
+    curve = history.curve()
     if plot is not None:
         _plot(plot, spec, theta, theta0, preset, eval_opt, backend, seed, dtype, eval_steps, meta, random, curve)
 
