@@ -45,6 +45,7 @@ from .cluster import add_cluster_flags, describe_backend, distributed_meta_batch
 from .common import (EXIT_DIVERGED, Counter, FlagError, Progress, add_threads_flag, apply_threads, int_at_least,
                      nonnegative_float, nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode,
                      unit_interval, versions)
+from .after_training import EvaluationGuard
 from .outputs import check_file_flags, write_json
 from .plots import omniglot_figure
 
@@ -347,10 +348,12 @@ def run(args) -> int:
         plot = out / "omniglot.png" if not args.no_plot else None
         runs.check_run_outputs(args, ckpt_path, "omniglot", plot)
         backend = distributed_meta_batch(args, cfg["backend"], rcfg.meta_batch, cluster) or cfg["backend"]
-        return _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend)
+        with EvaluationGuard("minireptile omniglot", "omniglot") as guard:   # armed once training is complete
+            return _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend, guard)
+    return guard.status
 
 
-def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) -> int:
+def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend, guard) -> int:
     spec = MLPSpec.from_dict(cfg["model"])
     dtype = np.dtype(cfg["dtype"])
     seed, ways = cfg["seed"], cfg["ways"]
@@ -409,6 +412,7 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) ->
         backend=backend, every=args.checkpoint_every, progress=progress)
     if status is not None:
         return status
+    guard.arm(ckpt_path, it)   # a signal from here on: say the checkpoint is complete
 
     eval_opt = InnerOptimizer(rcfg.inner.name, rcfg.inner.lr, rcfg.inner.beta1, rcfg.inner.beta2, rcfg.inner.eps)
 

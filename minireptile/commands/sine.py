@@ -23,7 +23,7 @@ import numpy as np
 from ..backends import BACKENDS
 from ..backends.distributed import task_block_for
 from ..errors import CheckpointError
-from ..evaluation.regression import adapted_predictions, evaluate_sine
+from ..evaluation.regression import adapted_predictions
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
 from ..progress import format_number
@@ -33,10 +33,12 @@ from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, PLOT, stream_rng
 from . import runs
 from .plots import sine_figure
 from .cluster import add_cluster_flags, describe_backend, distributed_meta_batch, with_task_block
+from .after_training import EvaluationGuard, evaluate_in_chunks
 from .loss_history import LossHistory
 from .outputs import check_file_flags, write_json
-from .common import (FlagError, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
-                     nonnegative_int, positive_float, positive_int, prepare_backend, unit_interval, versions)
+from .common import (Counter, FlagError, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
+                     nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode, unit_interval,
+                     versions)
 from .runs import check_resumable, checked_config
 
 DEFAULT_BACKEND = "numba"
@@ -248,12 +250,25 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
         every=args.checkpoint_every, progress=progress, history=history)
     if status is not None:
         return status
+    with EvaluationGuard("minireptile sine", "sine", ckpt_path, it) as guard:   # a signal now: say what is saved
+        _evaluate_and_report(args, cfg, rcfg, spec, preset, dtype, seed, backend, theta, theta0, start, ckpt_path,
+                             plot, compile_seconds, train_seconds, history)
+    return guard.status or 0
 
+
+def _evaluate_and_report(args, cfg, rcfg, spec, preset, dtype, seed, backend, theta, theta0, start, ckpt_path, plot,
+                         compile_seconds, train_seconds, history) -> None:
     eval_opt = InnerOptimizer(rcfg.inner.name, rcfg.inner.lr, rcfg.inner.beta1, rcfg.inner.beta2, rcfg.inner.eps)
     tasks = sine_eval_tasks(stream_rng(seed, EVAL), cfg["eval_tasks"], preset, dtype)
     eval_steps = tuple(cfg["eval_steps"])
-    meta = evaluate_sine(spec, theta, tasks, eval_opt, backend, eval_steps)
-    random = evaluate_sine(spec, theta0, tasks, eval_opt, backend, eval_steps)
+    counter = Counter(2 * cfg["eval_tasks"], "evaluate (meta-learned, then random init)", progress_mode(args),
+                      unit="task")
+    data = (tasks.x_shots, tasks.y_shots, tasks.x_grid, tasks.y_grid)
+    try:
+        meta = evaluate_in_chunks(spec, theta, *data, eval_opt, backend, eval_steps, counter)
+        random = evaluate_in_chunks(spec, theta0, *data, eval_opt, backend, eval_steps, counter)
+    finally:
+        counter.close()
 
     if not args.quiet:
         print()   # a blank line after the progress lines (none with --quiet)
@@ -283,7 +298,6 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
             "versions": versions(),
         }
         write_json(args, summary)
-    return 0
 
 
 def _plot(path, spec, theta, theta0, preset, opt, backend, seed, dtype, steps, meta, random, curve) -> None:

@@ -37,7 +37,8 @@ import numpy as np
 from . import runs
 from .cluster import add_cluster_flags, require_dask
 from .common import FlagError
-from .sweep_summary import format_table, metrics, plot_summary, summarise, write_summary  # noqa: F401 (the sweep's API)
+from .sweep_summary import (format_table, metrics, plot_summary, summarise, sweep_title,  # noqa: F401 (the API)
+                            write_summary)
 
 SWEEPABLE = ("sine", "omniglot", "compare")
 # flags the sweep sets for each run (a user value would make the runs collide or be lost)
@@ -450,7 +451,7 @@ def _sweep(own, command, planned, axes, out: Path, ledger: Ledger) -> int:
     print(format_table(table, axes))
     for path in write_summary(out, command, table, axes, failed):
         print(f"{path.suffix[1:]}: {path}")
-    if plot_summary(out / "summary.png", table, axes):
+    if plot_summary(out / "summary.png", table, axes, title=sweep_title(command, rows)):
         print(f"plot: {out / 'summary.png'}")
     if failed:
         print(f"minireptile sweep: {len(failed)} run(s) failed: " + "; ".join(
