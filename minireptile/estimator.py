@@ -287,9 +287,12 @@ class Reptile:
         seconds = backend.warmup(self.spec, self.dtype, self.inner)
         print(f"minireptile: kernels ready in {seconds:.1f} s", file=sys.stderr, flush=True)
 
-    def _eval_opt(self) -> InnerOptimizer:
+    def _eval_opt(self, lr=None) -> InnerOptimizer:
         o = self.inner
-        return InnerOptimizer(o.name, o.lr, o.beta1, o.beta2, o.eps)  # Adam state restarts per task
+        if lr is not None:
+            with _named_as({"lr": "lr"}):
+                InnerOptimizer(o.name, lr)   # checked: a finite number > 0
+        return InnerOptimizer(o.name, o.lr if lr is None else lr, o.beta1, o.beta2, o.eps)  # Adam restarts per task
 
     def _params(self, params):
         if params is None:
@@ -307,8 +310,11 @@ class Reptile:
                 Y = Y.astype(self.dtype, copy=False)
         return X, Y
 
-    def adapt(self, X, Y, steps=None, *, params=None) -> np.ndarray:
+    def adapt(self, X, Y, steps=None, *, params=None, lr=None) -> np.ndarray:
         """Adapt θ to one task: ``steps`` full-batch steps of the inner optimizer on (X, Y).
+
+        Full batch: every step uses all n points (``fit`` instead takes minibatches of
+        ``inner_batch`` points, drawn from the seed). Adam restarts its moments here.
 
         Parameters
         ----------
@@ -318,6 +324,8 @@ class Reptile:
             Inner steps (default: ``inner_steps``).
         params : ndarray, shape (P,), optional
             Start from these parameters instead of θ (e.g. ``model.theta0``).
+        lr : float, optional
+            Adaptation step size (default: ``inner_lr``, the one training used).
 
         Returns
         -------
@@ -331,7 +339,7 @@ class Reptile:
         if steps == 0:
             return theta.copy()
         plan = np.broadcast_to(np.arange(X.shape[0], dtype=np.int64), (1, steps, X.shape[0])).copy()
-        res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(),
+        res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(lr),
                                                    check_finite=False)  # checked just above
         return res.phi[0]
 
@@ -352,8 +360,18 @@ class Reptile:
         X, _ = self._data(X)
         return forward(self.spec, self._params(params), X)
 
-    def evaluate(self, tasks, steps=None, n_tasks: int | None = 1000, *, params=None, progress=False) -> Evaluation:
+    def evaluate(self, tasks, steps=None, n_tasks: int | None = 1000, *, params=None, progress=False,
+                 lr=None) -> Evaluation:
         """Adapt to held-out tasks and score: mean ± 95% CI over tasks after each number of steps.
+
+        Each held-out task's points are split in two: the network adapts with full-batch steps (as
+        :meth:`adapt`) on the adaptation points and is scored on the others. The split is the
+        source's: a sine preset adapts on ``eval_shots`` points and scores on its 50-point grid; an
+        array source (``(X, Y)``, :class:`~minireptile.ArrayTasks`) adapts on a random ``shots`` of
+        each task's points (fixed by the seed; default half) and scores on the rest; a sampler
+        (:class:`~minireptile.SamplerTasks`) on the first ``shots`` points of each drawn task; a
+        family (:class:`~minireptile.FamilyTasks`) on ``shots`` points, scored on ``n_eval`` others;
+        episodes (:class:`~minireptile.EpisodeTasks`) on the support set, scored on the queries.
 
         Parameters
         ----------
@@ -368,6 +386,8 @@ class Reptile:
             Evaluate these parameters instead of θ (``model.theta0``: the random-init baseline).
         progress : bool or {"auto", "bar", "lines", "off"}
             As in :meth:`fit`.
+        lr : float, optional
+            Adaptation step size (default: ``inner_lr``).
 
         Returns
         -------
@@ -379,7 +399,7 @@ class Reptile:
         steps = tuple(source.eval_steps if steps is None else steps)
         theta = self._params(params)
         Xs, Ys, Xq, Yq = source.eval_tasks(self.seed, n_tasks, self.dtype)
-        backend, opt, n = get_backend(self.backend), self._eval_opt(), Xs.shape[0]
+        backend, opt, n = get_backend(self.backend), self._eval_opt(lr), Xs.shape[0]
         self._compile_notice(backend, progress)
         if self.spec.loss == "ce":  # adapt_and_classify trusts its caller: check once, here
             check.evaluate_args(self.spec, theta, Xs, Ys, Xq, Yq, opt, backend, steps)

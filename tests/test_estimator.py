@@ -188,3 +188,17 @@ def test_save_and_load_keep_the_task_block(tmp_path):
 def test_constructor_errors_name_the_argument(kw, message):
     with pytest.raises(ValueError, match=f"^{message}"):
         Reptile((1, 8, 1), **kw)
+
+
+def test_the_adaptation_step_size_can_be_set_apart_from_training():
+    model = Reptile((1, 8, 1), backend="numpy", seed=0, inner_lr=0.02, dtype="float64")
+    x = np.linspace(-1, 1, 6)[:, None]
+    y = np.sin(x)
+    assert np.array_equal(model.adapt(x, y, steps=3, lr=0.02), model.adapt(x, y, steps=3))
+    small, large = model.adapt(x, y, steps=1, lr=0.001), model.adapt(x, y, steps=1, lr=0.1)
+    np.testing.assert_allclose(large - model.theta, 100 * (small - model.theta), rtol=1e-9, atol=1e-12)  # one SGD step
+    ev = model.evaluate("gist", n_tasks=4, lr=0.02)
+    assert np.array_equal(ev.losses, model.evaluate("gist", n_tasks=4).losses)
+    assert not np.array_equal(model.evaluate("gist", n_tasks=4, lr=0.05).losses, ev.losses)
+    with pytest.raises(ValueError, match="^lr: expected a finite number > 0, got -1"):
+        model.adapt(x, y, lr=-1)

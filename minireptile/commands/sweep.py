@@ -467,6 +467,8 @@ def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
     if own.workers is None and own.scheduler is None:
         own.workers = os.cpu_count() or 1
     with contextlib.ExitStack() as stack:
+        if own.scheduler is None:   # starting the workers takes seconds
+            print(f"sweep: starting a local Dask cluster of {own.workers} workers ...", flush=True)
         client = open_client(own, stack)
         report = Report(total, n_workers(client))
         done = total - len(todo)
