@@ -28,7 +28,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 from . import runs
 from .cluster import add_cluster_flags, require_dask
 from .common import FlagError
+from .sweep_help import command_help, flags_help
 from .sweep_summary import (format_table, metrics, plot_summary, summarise, sweep_title,  # noqa: F401 (the API)
                             write_summary)
 
@@ -82,28 +82,12 @@ def sweep_flags() -> argparse.ArgumentParser:
 
 def sweep_flags_help() -> str:
     """The sweep's own flags and their defaults, as a help section."""
-    p = sweep_flags()
-    formatter = p._get_formatter()
-    formatter.start_section("sweep flags (after COMMAND, mixed with the command's flags)")
-    formatter.add_arguments(p._actions)
-    formatter.end_section()
-    per_run = [flag for flag in OWNED if flag not in ("--workers", "--scheduler")]
-    owned = textwrap.fill(f"The sweep sets {', '.join(per_run[:-1])} and {per_run[-1]} of each run: leave them "
-                          "out (--workers and --scheduler are the sweep's own).", 78)
-    return f"{formatter.format_help()}\n{owned}\n"
+    return flags_help(sweep_flags(), OWNED)
 
 
 def print_sweep_help(command: str) -> None:
     """``minireptile sweep COMMAND --help``: the sweep's flags, then the flags of COMMAND's runs."""
-    from .common import Parser
-
-    root = Parser(prog="minireptile")
-    sub = root.add_subparsers(dest="command", parser_class=Parser)
-    _command_module(command).add_parser(sub)
-    print(f"usage: minireptile sweep {command} [sweep flags] [{command} flags]\n\n"
-          f"Run `minireptile {command}` once per seed and grid point (see `minireptile sweep --help`).\n\n"
-          f"{sweep_flags_help()}\nflags of each run (minireptile {command}):\n")
-    print(sub.choices[command].format_help())
+    print(command_help(command, _command_module(command), sweep_flags_help()))
 
 
 def seed_list(text: str) -> tuple[int, ...]:
