@@ -343,7 +343,7 @@ def run(args) -> int:
             raise FlagError("--resume", f"the run's data: {message}") from None
         raise FlagError("--data", message) from None
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
-    check_file_flags(args)   # --json (and --save) before the folder is claimed
+    check_file_flags(args, out)   # OUT, --json (and --save) before the folder is claimed
     with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "omniglot.png" if not args.no_plot else None
         runs.check_run_outputs(args, ckpt_path, "omniglot", plot)

@@ -83,9 +83,14 @@ def folder_as_given(folder: Path, given) -> Path:
         return folder
 
 
-def check_file_flags(args, flags=("--json", "--save")) -> None:
-    """:func:`check_output_path` for each of ``flags`` that ``args`` has and the user gave (``--json`` may be
-    ``-``): called before a run claims its folder, so a bad path leaves nothing behind."""
+def check_file_flags(args, out=None, flags=("--json", "--save")) -> None:
+    """:func:`check_output_path` for the checkpoint in the output folder ``out`` (named ``--out``, or
+    ``--resume`` when the folder is the resumed checkpoint's) and for each of ``flags`` that ``args`` has
+    and the user gave (``--json`` may be ``-``): called before a run claims its folder, so a bad path
+    leaves nothing behind."""
+    if out is not None:
+        by = "--resume" if getattr(args, "out", None) is None and getattr(args, "resume", None) is not None else "--out"
+        check_output_path(by, Path(out) / "checkpoint.npz")
     for flag in flags:
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None:

@@ -216,7 +216,7 @@ def run(args) -> int:
     start, stop = runs.iteration_range(args, ck, rcfg.iters)
     runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
-    check_file_flags(args)   # --json (and --save) before the folder is claimed
+    check_file_flags(args, out)   # OUT, --json (and --save) before the folder is claimed
     with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "sine.png" if not args.no_plot else None
         runs.check_run_outputs(args, ckpt_path, "sine", plot)

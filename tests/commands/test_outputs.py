@@ -1,6 +1,8 @@
 """Output paths checked before any work (exit 2 naming the flag), and ``--json -`` on standard output."""
 
 import json
+import os
+import shutil
 import tempfile
 
 import pytest
@@ -75,3 +77,15 @@ def test_a_missing_data_folder_is_named_before_a_checkpoint_in_the_way(tmp_path,
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "argument --data: no such file or folder" in err[0], err
+
+
+def test_an_output_folder_under_dev_is_refused_before_it_is_created(capsys):
+    out = "/dev/minireptile-test-out"
+    try:
+        assert main(["sine", *QUICK, "--out", out]) == 2
+        assert capsys.readouterr().err.strip() == (f"minireptile sine: error: argument --out: '{out}/checkpoint.npz' "
+                                                   "is under /dev, a system folder; expected a file path in a folder "
+                                                   "of your own")
+        assert not os.path.exists(out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
