@@ -68,3 +68,30 @@ def _counter_every_call(init):
     def patched(self, total, desc, mode="auto", every=5.0, unit="episode"):
         init(self, total, desc, "lines" if mode != "off" else mode, 0.0, unit)
     return patched
+
+
+def test_omniglot_says_the_same_when_signalled_while_evaluating(tmp_path, capsys, monkeypatch):
+    from fake_omniglot import write_small_splits
+
+    from minireptile.commands import omniglot
+
+    data = write_small_splits(tmp_path / "data", drawings=4)
+
+    def evaluate_and_signal(*args, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("the signal did not stop the evaluation")
+
+    monkeypatch.setattr(omniglot, "evaluate_episodes", evaluate_and_signal)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        status = main(["omniglot", "--data", str(data), "--ways", "3", "--shots", "1", "--train-shots", "2",
+                       "--queries", "2", "--iters", "2", "--meta-batch", "2", "--inner-iters", "2", "--inner-batch", "3", "--hidden", "8", "--size", "12",
+                       "--eval-episodes", "4", "--eval-inner-iters", "2", "--backend", "numpy", "--out", str(tmp_path / "run"),
+                       "--quiet"])
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert status == 143
+    err = capsys.readouterr().err
+    assert "minireptile omniglot: SIGTERM during the evaluation: stopped. Training is complete" in err
+    assert "`minireptile omniglot --resume" in err and "Traceback" not in err
