@@ -1,4 +1,4 @@
-"""After training: chunked evaluation with progress equals one call, and a signal while evaluating says what is saved."""
+"""After training: chunked evaluation with progress is one call's result; a signal while evaluating says what is saved."""
 
 import os
 import signal
@@ -17,6 +17,9 @@ from minireptile.optim import InnerOptimizer
 from minireptile.progress import Counter
 from minireptile.tasks import EVAL, get_preset, sine_eval_tasks, stream_rng
 
+OMNIGLOT = ["--ways", "3", "--shots", "1", "--train-shots", "2", "--queries", "2", "--iters", "2", "--meta-batch", "2",
+            "--inner-iters", "2", "--inner-batch", "3", "--hidden", "8", "--size", "12", "--eval-episodes", "4",
+            "--eval-inner-iters", "2", "--backend", "numpy"]
 RUN = ["--iters", "5", "--eval-tasks", "3", "--no-plot", "--backend", "numpy", "--seed", "3"]
 
 
@@ -84,10 +87,7 @@ def test_omniglot_says_the_same_when_signalled_while_evaluating(tmp_path, capsys
     monkeypatch.setattr(omniglot, "evaluate_episodes", evaluate_and_signal)
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        status = main(["omniglot", "--data", str(data), "--ways", "3", "--shots", "1", "--train-shots", "2",
-                       "--queries", "2", "--iters", "2", "--meta-batch", "2", "--inner-iters", "2", "--inner-batch", "3", "--hidden", "8", "--size", "12",
-                       "--eval-episodes", "4", "--eval-inner-iters", "2", "--backend", "numpy", "--out", str(tmp_path / "run"),
-                       "--quiet"])
+        status = main(["omniglot", "--data", str(data), *OMNIGLOT, "--out", str(tmp_path / "run"), "--quiet"])
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
