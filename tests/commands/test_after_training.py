@@ -1,4 +1,4 @@
-"""After training: chunked evaluation with progress is one call's result; a signal while evaluating says what is saved."""
+"""After training: chunked evaluation with progress equals one call; a signal while evaluating says what is saved."""
 
 import os
 import signal
