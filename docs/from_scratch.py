@@ -1,6 +1,6 @@
 """Reptile from scratch: a sine-wave regressor meta-learned in bare NumPy.
 
-    python from_scratch.py            # about 15 s; writes from_scratch.png (needs matplotlib)
+    python from_scratch.py            # about 15 s; writes runs/from_scratch.png (needs matplotlib)
 
 This is all of Reptile (Nichol, Achiam & Schulman 2018) for one small problem, with no validation,
 no options and no compiled code: an MLP 1-64-64-1 with tanh, its backward pass written by hand, the
@@ -9,6 +9,8 @@ openai's sine-wave demo. minireptile computes exactly the same functions (`forwa
 `reptile_update`); a test checks that this file and the library agree to 1e-12 in float64.
 Notation: φ_0 = θ; step i (i = 1..k) uses minibatch i and gives φ_i = φ_{i-1} − α ∇L_i(φ_{i-1}).
 """
+import os
+
 import numpy as np
 
 SIZES = (1, 64, 64, 1)                       # input, two hidden tanh layers, linear output
@@ -105,7 +107,7 @@ def adapt(theta, x, y, steps, lr=0.02):
     return path
 
 
-def main(iters=30000, out="from_scratch.png", seed=0):
+def main(iters=30000, out="runs/from_scratch.png", seed=0):
     """Meta-train, then adapt the meta-learned and a random θ to a new task on 10 points; plot both."""
     import matplotlib
     matplotlib.use("Agg")
@@ -129,6 +131,7 @@ def main(iters=30000, out="from_scratch.png", seed=0):
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     axes[0].set_ylabel("y")
     fig.tight_layout()
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     fig.savefig(out, dpi=100)
     print(f"wrote {out}")
 

@@ -12,6 +12,10 @@ A checkpoint holds
                          SIGTERM), "diverged" (θ is the last finite one) or "complete"
     adam_m, adam_v, adam_t   the carried Adam moments (P,) and step count, only when Adam state
                          is carried across tasks (``state_policy="carry"``)
+    loss_history, loss_history_at   optional: the training loss so far, as float64 sums over windows
+                         of ``every`` iterations from iteration ``start`` (``loss_history_at`` =
+                         [start, every]; the last window may be partial), so a resumed run draws and
+                         reports its whole history. Checkpoints without it load as before.
 
 Random state: none needs saving. Every block of training tasks is regenerated from the run's seed
 and the block number (``tasks.stream_rng(seed, TRAIN, block)``), θ0 from ``(seed, INIT)`` and the
@@ -95,7 +99,8 @@ def atomic_write(path, write) -> None:
 
 
 def save_checkpoint(path, theta: np.ndarray, config: dict, iteration: int,
-                    state: AdamState | None = None, *, status: str = "complete", extra: dict | None = None) -> None:
+                    state: AdamState | None = None, *, status: str = "complete", extra: dict | None = None,
+                    loss_history: tuple | None = None) -> None:
     """Write a checkpoint atomically.
 
     Parameters
@@ -112,6 +117,9 @@ def save_checkpoint(path, theta: np.ndarray, config: dict, iteration: int,
     extra : dict of str to ndarray, optional
         More parameter vectors of θ's shape and dtype (finite), stored as ``extra_NAME`` (e.g. the
         models a ``compare`` run has finished).
+    loss_history : (start, every, sums), optional
+        The training loss of iterations ``start`` … ``iteration - 1`` as float64 sums over windows of
+        ``every`` iterations, shape (ceil((iteration - start) / every),).
 
     Raises
     ------
@@ -144,6 +152,13 @@ def save_checkpoint(path, theta: np.ndarray, config: dict, iteration: int,
                 and np.isfinite(value).all()):
             raise ValueError(f"extra: {name!r} must be a finite array like theta, got {value.dtype} {value.shape}")
         arrays[f"extra_{name}"] = value
+    if loss_history is not None:
+        start, every, sums = loss_history
+        arrays.update(loss_history=np.ascontiguousarray(sums, dtype=np.float64),
+                      loss_history_at=np.array([start, every], dtype=np.int64))
+        problem = _history_problem(arrays["loss_history"], arrays["loss_history_at"], int(iteration))
+        if problem:
+            raise ValueError(f"loss_history: {problem}")
     if state is not None:
         arrays.update(adam_m=np.ascontiguousarray(state.m, dtype=theta.dtype),
                       adam_v=np.ascontiguousarray(state.v, dtype=theta.dtype),
@@ -158,7 +173,8 @@ def load_checkpoint(path, *, check_finite: bool = True) -> dict:
     -------
     dict
         ``theta`` (P,), ``config`` (dict), ``iteration`` (int), ``state`` (AdamState or None),
-        ``status`` (str), ``format_version`` (int).
+        ``status`` (str), ``format_version`` (int), ``extra`` (dict), ``loss_history``
+        ((start, every, sums) or None, see :func:`save_checkpoint`).
 
     Raises
     ------
@@ -181,6 +197,18 @@ def load_checkpoint(path, *, check_finite: bool = True) -> dict:
 
 REQUIRED = ("format", "format_version", "minireptile_version", "theta", "config", "iteration", "status")
 ADAM = ("adam_m", "adam_v", "adam_t")
+HISTORY = ("loss_history", "loss_history_at")
+
+
+def _history_problem(sums: np.ndarray, at: np.ndarray, iteration: int) -> str | None:
+    """What is wrong with a loss history (sums, [start, every]) of a checkpoint at ``iteration``, or None."""
+    if sums.ndim != 1 or sums.dtype != np.float64 or at.shape != (2,) or at.dtype.kind not in "iu":
+        return f"expected float64 sums (n,) and two integers, got {sums.dtype} {sums.shape} and {at.dtype} {at.shape}"
+    start, every = int(at[0]), int(at[1])
+    if every < 1 or not 0 <= start <= iteration or len(sums) != -(-(iteration - start) // every):
+        return (f"{len(sums)} windows of {every} iterations from iteration {start} do not end at iteration "
+                f"{iteration}")
+    return None
 
 
 def _scalar_int(data, key, where) -> int:
@@ -221,7 +249,11 @@ def _load(path: Path, where: str, check_finite: bool) -> dict:
     if any(has_adam) and not all(has_adam):
         raise CheckpointError(f"checkpoint: {where} is corrupted: the Adam state is incomplete "
                               f"(it has {[k for k in ADAM if k in data]})")
-    unknown = sorted(k for k in set(data) - set(REQUIRED) - set(ADAM) if not k.startswith("extra_"))
+    has_history = [k in data for k in HISTORY]
+    if any(has_history) and not all(has_history):
+        raise CheckpointError(f"checkpoint: {where} is corrupted: the loss history is incomplete "
+                              f"(it has {[k for k in HISTORY if k in data]})")
+    unknown = sorted(k for k in set(data) - set(REQUIRED) - set(ADAM) - set(HISTORY) if not k.startswith("extra_"))
     if unknown:
         raise CheckpointError(f"checkpoint: {where} is corrupted: unexpected fields {unknown}")
     _scalar_str(data, "minireptile_version", where)
@@ -257,7 +289,14 @@ def _load(path: Path, where: str, check_finite: bool) -> dict:
         if problem is None and not (value.shape == theta.shape and value.dtype == theta.dtype
                                     and (not check_finite or np.isfinite(value).all())):
             problem = f"extra_{name} is not a finite vector like theta ({value.dtype}, shape {value.shape})"
+    history = None
+    if problem is None and all(has_history):
+        problem = _history_problem(data["loss_history"], data["loss_history_at"], iteration)
+        if problem is None:
+            history = (int(data["loss_history_at"][0]), int(data["loss_history_at"][1]), data["loss_history"])
+        else:
+            problem = f"loss history: {problem}"
     if problem:
         raise CheckpointError(f"checkpoint: {where} is corrupted: {problem}")
     return {"extra": extra, "theta": theta, "config": config, "iteration": iteration, "state": state, "status": status,
-            "format_version": version}
+            "format_version": version, "loss_history": history}

@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .tasks.streams import DEFAULT_SEED
 
     parser = Parser(prog="minireptile", description="Reptile meta-learning for MLPs in NumPy and Numba.",
-                    epilog="Run `minireptile COMMAND --help` for a command's flags. Every command takes --seed "
-                    f"(default {DEFAULT_SEED}), --threads, --backend and --quiet.")
+                    epilog="Run `minireptile COMMAND --help` for a command's flags. sine, omniglot and compare take "
+                    f"--seed (default {DEFAULT_SEED}), --threads, --backend and --quiet; sweep sets --seed and --quiet "
+                    "for each of its runs (its --seeds chooses the seeds).")
     parser.add_argument("--version", action="version", version=f"minireptile {__version__}")
     sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", parser_class=Parser)
     sine.add_parser(sub)
@@ -99,8 +100,11 @@ def _run(prog: str, args) -> int:
     from .commands.common import EXIT_DIVERGED, EXIT_IO, EXIT_SIGNAL, EXIT_USAGE, FlagError
     from .errors import BackendUnavailableError, CheckpointError, DivergenceError
 
+    from .commands.outputs import json_on_stdout
+
     try:
-        return int(args.run(args) or 0)
+        with json_on_stdout(args):   # --json -: the JSON on stdout, every other line on stderr
+            return int(args.run(args) or 0)
     except FlagError as exc:
         return _fail(prog, exc, EXIT_USAGE)
     except (BackendUnavailableError, CheckpointError) as exc:

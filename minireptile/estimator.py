@@ -6,8 +6,10 @@ A thin layer over the pipeline: :class:`Reptile` holds the network spec, the inn
 outer schedule, the backend, the dtype and the seed, and calls the same functions the commands
 call — task sources (:mod:`minireptile.tasks.sources`) → :func:`minireptile.meta_train` with the
 chosen backend → :func:`minireptile.evaluation.adapt_and_score` / ``adapt_and_classify``. It has
-no loop of its own: ``Reptile(...).fit("gist", iters)`` computes bit for bit the θ that
-``minireptile sine --iters ITERS`` writes with the same seed and flags.
+no loop of its own: ``Reptile.from_preset(PRESET, ...).fit(PRESET, iters)`` computes bit for bit the
+θ that ``minireptile sine --preset PRESET --iters ITERS`` writes with the same seed and flags, at any
+meta-batch: both reduce a meta-batch in blocks of ``task_block`` tasks (default ⌈meta_batch/16⌉, the
+command's ``--task-block``).
 
 Seeds: θ0 comes from ``stream_rng(seed, INIT)``, training tasks from ``stream_rng(seed, TRAIN, b)``
 and held-out tasks from ``stream_rng(seed, EVAL)``, exactly as in the commands (one seed, split by
@@ -22,6 +24,8 @@ purpose). ``fit`` always starts from θ0, so fitting twice gives the same θ.
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +33,7 @@ import numpy as np
 
 from . import validation as check
 from .backends import get_backend
+from .backends.distributed import task_block_for
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ReptileConfig
 from .errors import CheckpointError
@@ -36,7 +41,7 @@ from .evaluation.fewshot import adapt_and_classify
 from .evaluation.regression import adapt_and_score, mean_ci95
 from .mlp import MLPSpec, init_params
 from .optim import InnerOptimizer
-from .progress import Counter, Progress
+from .progress import Counter, Progress, format_number, resolve_mode
 from .reference import forward
 from .reptile import meta_train
 from .tasks.sine import SinePreset, get_preset
@@ -44,6 +49,21 @@ from .tasks.sources import TaskSource, as_task_source
 from .tasks.streams import DEFAULT_SEED, INIT, stream_rng
 
 EVAL_CHUNK = 250  # held-out tasks per backend call (results do not depend on it)
+
+# InnerOptimizer's field names -> the constructor arguments a user gives (for error messages)
+INNER_ARGUMENTS = {"lr": "inner_lr", "state_policy": "adam_state"}
+
+
+@contextmanager
+def _named_as(names: dict):
+    """Re-raise a ValueError/TypeError whose message starts ``field:`` as ``argument:`` (``names``: field → argument)."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        field, sep, rest = str(exc).partition(": ")
+        if sep and field in names:
+            raise type(exc)(f"{names[field]}: {rest}") from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -74,10 +94,10 @@ class Evaluation:
         head = f"{'steps':>5}  {'loss':>19}" + ("  accuracy" if self.accuracy is not None else "")
         rows = [head]
         for j, s in enumerate(self.steps):
-            row = f"{s:>5d}  {self.mean[j]:>9.4f} ± {self.ci95[j]:<7.4f}"
+            row = f"{s:>5d}  {format_number(self.mean[j], 4, 9):>9} ± {format_number(self.ci95[j], 4, 7):<7}"
             if self.accuracy is not None:
                 row += f"  {100 * self.accuracy_mean[j]:5.1f}% ± {100 * self.accuracy_ci95[j]:.1f}"
-            rows.append(row)
+            rows.append(row.rstrip())
         return "\n".join(rows)
 
 
@@ -101,6 +121,10 @@ class Reptile:
         Adam moments restarted per task, or carried across tasks (openai/supervised-reptile).
     meta_batch : int
         Tasks per outer iteration (1: serial Reptile).
+    task_block : int, optional
+        Reduce each meta-batch in blocks of this many tasks (sum in task order within a block, then
+        over blocks); default ⌈meta_batch/16⌉, as the commands' ``--task-block``. It changes θ only
+        in the last bits; :meth:`save` and :meth:`load` keep it.
     eps0, eps_final : float
         Outer step size ε, annealed linearly from ``eps0`` to ``eps_final`` over a ``fit``.
     backend : {"numba", "numpy", "cuda"}
@@ -127,12 +151,15 @@ class Reptile:
 
     def __init__(self, layers=(1, 64, 64, 1), *, activation="tanh", loss="mse", optimizer="sgd", inner_lr=0.02,
                  inner_steps=5, inner_batch=10, beta1=0.0, beta2=0.999, adam_state="reset", meta_batch=1,
-                 eps0=0.1, eps_final=0.0, backend="numba", dtype="float32", seed=DEFAULT_SEED):
+                 eps0=0.1, eps_final=0.0, backend="numba", dtype="float32", seed=DEFAULT_SEED, task_block=None):
         self.spec = layers if isinstance(layers, MLPSpec) else MLPSpec(tuple(layers), activation, loss)
-        self.inner = InnerOptimizer(optimizer, inner_lr, beta1, beta2, 1e-8, adam_state)
+        with _named_as(INNER_ARGUMENTS):
+            self.inner = InnerOptimizer(optimizer, inner_lr, beta1, beta2, 1e-8, adam_state)
         # the outer settings, checked by ReptileConfig now (iters is only known in fit)
+        if task_block is None and not isinstance(meta_batch, bool) and isinstance(meta_batch, (int, np.integer)):
+            task_block = task_block_for(max(int(meta_batch), 1))
         self._outer = dict(meta_batch=meta_batch, eps0=eps0, eps_final=eps_final, inner=self.inner,
-                           inner_steps=inner_steps, inner_batch=inner_batch)
+                           inner_steps=inner_steps, inner_batch=inner_batch, task_block=task_block)
         ReptileConfig(iters=1, **self._outer)
         if backend not in ("numpy", "numba", "cuda"):
             raise ValueError(f"backend: expected one of ('numpy', 'numba', 'cuda'), got {backend!r}")
@@ -172,7 +199,7 @@ class Reptile:
         o = self._outer
         return (f"Reptile({'-'.join(map(str, self.spec.sizes))} {self.spec.activation}, loss {self.spec.loss!r}, "
                 f"{self.inner.name} x{o['inner_steps']} (batch {o['inner_batch']}, lr {self.inner.lr}), meta-batch "
-                f"{o['meta_batch']}, eps {o['eps0']}->{o['eps_final']}, backend {self.backend!r}, {self.dtype.name}, "
+                f"{o['meta_batch']} (blocks of {o['task_block']}), eps {o['eps0']}->{o['eps_final']}, backend {self.backend!r}, {self.dtype.name}, "
                 f"seed {self.seed})")
 
     # -- the pipeline -------------------------------------------------------------------------
@@ -200,6 +227,8 @@ class Reptile:
             Outer iterations; the ε schedule runs over them.
         progress : bool or {"auto", "bar", "lines", "off"}
             Report progress (True: a tqdm bar on a terminal when tqdm is installed, plain lines otherwise).
+            With the numba backend, a kernel not yet in numba's cache is compiled first, with a line on
+            stderr before and after (nothing is printed with ``progress=False``).
         callback : callable, optional
             ``callback(it, theta, losses, state)`` after each chunk, as :func:`minireptile.meta_train`;
             returning True stops early.
@@ -218,6 +247,7 @@ class Reptile:
         source = self._source(tasks)
         config = self.config(check.count("iters", iters))
         backend = get_backend(self.backend)
+        self._compile_notice(backend, progress)
         block_iters = source.block_iters(config.meta_batch)
         seed, dtype = self.seed, self.dtype
 
@@ -243,9 +273,26 @@ class Reptile:
         self.theta, self.state, self.history, self.iterations = theta, state, history, done[0]
         return history
 
-    def _eval_opt(self) -> InnerOptimizer:
+    def _compile_notice(self, backend, progress) -> None:
+        """With progress on and the numba kernel this model needs not in numba's cache: say so on stderr,
+        compile it, and say how long it took (a first ``fit`` would otherwise be silent for seconds)."""
+        if self.backend != "numba" or resolve_mode(progress) == "off":
+            return
+        from .backends.numba_cpu import kernel_cached
+
+        if kernel_cached(self.spec, self.dtype, self.inner) is not False:
+            return
+        print(f"minireptile: compiling the numba kernels for {self.spec.activation}/{self.spec.loss} with "
+              f"{self.inner.name}, {self.dtype.name} (once, then cached) ...", file=sys.stderr, flush=True)
+        seconds = backend.warmup(self.spec, self.dtype, self.inner)
+        print(f"minireptile: kernels ready in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+    def _eval_opt(self, lr=None) -> InnerOptimizer:
         o = self.inner
-        return InnerOptimizer(o.name, o.lr, o.beta1, o.beta2, o.eps)  # Adam state restarts per task
+        if lr is not None:
+            with _named_as({"lr": "lr"}):
+                InnerOptimizer(o.name, lr)   # checked: a finite number > 0
+        return InnerOptimizer(o.name, o.lr if lr is None else lr, o.beta1, o.beta2, o.eps)  # Adam restarts per task
 
     def _params(self, params):
         if params is None:
@@ -263,8 +310,11 @@ class Reptile:
                 Y = Y.astype(self.dtype, copy=False)
         return X, Y
 
-    def adapt(self, X, Y, steps=None, *, params=None) -> np.ndarray:
+    def adapt(self, X, Y, steps=None, *, params=None, lr=None) -> np.ndarray:
         """Adapt θ to one task: ``steps`` full-batch steps of the inner optimizer on (X, Y).
+
+        Full batch: every step uses all n points (``fit`` instead takes minibatches of
+        ``inner_batch`` points, drawn from the seed). Adam restarts its moments here.
 
         Parameters
         ----------
@@ -274,6 +324,8 @@ class Reptile:
             Inner steps (default: ``inner_steps``).
         params : ndarray, shape (P,), optional
             Start from these parameters instead of θ (e.g. ``model.theta0``).
+        lr : float, optional
+            Adaptation step size (default: ``inner_lr``, the one training used).
 
         Returns
         -------
@@ -287,7 +339,7 @@ class Reptile:
         if steps == 0:
             return theta.copy()
         plan = np.broadcast_to(np.arange(X.shape[0], dtype=np.int64), (1, steps, X.shape[0])).copy()
-        res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(),
+        res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(lr),
                                                    check_finite=False)  # checked just above
         return res.phi[0]
 
@@ -308,8 +360,18 @@ class Reptile:
         X, _ = self._data(X)
         return forward(self.spec, self._params(params), X)
 
-    def evaluate(self, tasks, steps=None, n_tasks: int | None = 1000, *, params=None, progress=False) -> Evaluation:
+    def evaluate(self, tasks, steps=None, n_tasks: int | None = 1000, *, params=None, progress=False,
+                 lr=None) -> Evaluation:
         """Adapt to held-out tasks and score: mean ± 95% CI over tasks after each number of steps.
+
+        Each held-out task's points are split in two: the network adapts with full-batch steps (as
+        :meth:`adapt`) on the adaptation points and is scored on the others. The split is the
+        source's: a sine preset adapts on ``eval_shots`` points and scores on its 50-point grid; an
+        array source (``(X, Y)``, :class:`~minireptile.ArrayTasks`) adapts on a random ``shots`` of
+        each task's points (fixed by the seed; default half) and scores on the rest; a sampler
+        (:class:`~minireptile.SamplerTasks`) on the first ``shots`` points of each drawn task; a
+        family (:class:`~minireptile.FamilyTasks`) on ``shots`` points, scored on ``n_eval`` others;
+        episodes (:class:`~minireptile.EpisodeTasks`) on the support set, scored on the queries.
 
         Parameters
         ----------
@@ -323,6 +385,9 @@ class Reptile:
         params : ndarray, shape (P,), optional
             Evaluate these parameters instead of θ (``model.theta0``: the random-init baseline).
         progress : bool or {"auto", "bar", "lines", "off"}
+            As in :meth:`fit`.
+        lr : float, optional
+            Adaptation step size (default: ``inner_lr``).
 
         Returns
         -------
@@ -334,7 +399,8 @@ class Reptile:
         steps = tuple(source.eval_steps if steps is None else steps)
         theta = self._params(params)
         Xs, Ys, Xq, Yq = source.eval_tasks(self.seed, n_tasks, self.dtype)
-        backend, opt, n = get_backend(self.backend), self._eval_opt(), Xs.shape[0]
+        backend, opt, n = get_backend(self.backend), self._eval_opt(lr), Xs.shape[0]
+        self._compile_notice(backend, progress)
         if self.spec.loss == "ce":  # adapt_and_classify trusts its caller: check once, here
             check.evaluate_args(self.spec, theta, Xs, Ys, Xq, Yq, opt, backend, steps)
         counter = Counter(n, "evaluate", progress, unit="task")
@@ -383,6 +449,9 @@ class Reptile:
     def load(cls, path) -> "Reptile":
         """A model from a checkpoint written by :meth:`save` or by ``minireptile sine``.
 
+        A checkpoint without a ``task_block`` (written by an earlier version) gets the default,
+        ⌈meta_batch/16⌉.
+
         Raises
         ------
         CheckpointError
@@ -398,7 +467,7 @@ class Reptile:
                         beta2=inner["beta2"], adam_state=inner["state_policy"], meta_batch=r["meta_batch"],
                         eps0=r["eps0"], eps_final=r["eps_final"], inner_steps=r["inner_steps"],
                         inner_batch=r["inner_batch"], backend=cfg.get("backend", "numba"), dtype=cfg["dtype"],
-                        seed=cfg["seed"])
+                        seed=cfg["seed"], task_block=r.get("task_block"))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint: {str(path)!r} holds no usable model configuration ({exc})") from None
         if ck["theta"].shape != (spec.n_params,) or ck["theta"].dtype != model.dtype:

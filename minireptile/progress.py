@@ -40,6 +40,15 @@ def resolve_mode(mode) -> str:
     return mode
 
 
+def format_number(x, digits: int = 4, width: int = 10) -> str:
+    """``x`` with ``digits`` decimals, or in scientific notation where that would be wider than ``width``.
+
+    So a huge finite loss reads ``3.560e+16``, not 30 digits that break a table's columns.
+    """
+    text = f"{x:.{digits}f}"
+    return text if len(text) <= width else f"{x:.{max(digits - 1, 1)}e}"
+
+
 def _bar(total: int, initial: int, desc: str, unit: str):
     from tqdm.auto import tqdm
 

@@ -156,3 +156,49 @@ def test_your_own_tasks_need_points_left_to_score():
         SamplerTasks(lambda rng: (np.zeros((6, 1)), np.zeros((6, 1))), shots=6)
     with pytest.raises(ValueError, match=r"shots: expected an integer >= 1, got 0"):
         ArrayTasks(X, np.zeros((3, 4, 1)), shots=0)
+
+
+@pytest.mark.parametrize("preset, backend, kw, extra", [
+    ("gist", "numba", {"meta_batch": 20, "dtype": "float64"}, ["--meta-batch", "20", "--dtype", "float64"]),
+    ("maml-paper", "numba", {}, ["--preset", "maml-paper"]),   # meta-batch 25: two blocks of 13 and 12 tasks
+])
+def test_fit_equals_the_cli_above_meta_batch_16(tmp_path, preset, backend, kw, extra):
+    main(["sine", "--iters", "4", "--eval-tasks", "2", "--no-plot", "--quiet", "--seed", "3", "--backend", backend,
+          "--out", str(tmp_path), *extra])
+    ck = load_checkpoint(tmp_path / "checkpoint.npz")
+    model = Reptile.from_preset(preset, seed=3, backend=backend, **kw)
+    assert model.config(4).task_block == ck["config"]["reptile"]["task_block"] == 2
+    model.fit(preset, iters=4)
+    assert np.array_equal(model.theta, ck["theta"])
+    one_block = Reptile.from_preset(preset, seed=3, backend=backend, task_block=100, **kw)
+    one_block.fit(preset, iters=4)
+    assert not np.array_equal(one_block.theta, ck["theta"])   # the block size is part of the result
+
+
+def test_save_and_load_keep_the_task_block(tmp_path):
+    model = Reptile((1, 8, 1), backend="numpy", meta_batch=6, task_block=4)
+    model.save(tmp_path / "m.npz")
+    assert Reptile.load(tmp_path / "m.npz").config(1).task_block == 4
+    assert Reptile((1, 8, 1), meta_batch=40).config(1).task_block == 3
+
+
+@pytest.mark.parametrize("kw, message", [({"inner_lr": -1}, "inner_lr: expected a finite number > 0, got -1"),
+                                         ({"adam_state": "keep"}, "adam_state: expected one of"),
+                                         ({"task_block": 0}, "task_block: expected an integer >= 1")])
+def test_constructor_errors_name_the_argument(kw, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        Reptile((1, 8, 1), **kw)
+
+
+def test_the_adaptation_step_size_can_be_set_apart_from_training():
+    model = Reptile((1, 8, 1), backend="numpy", seed=0, inner_lr=0.02, dtype="float64")
+    x = np.linspace(-1, 1, 6)[:, None]
+    y = np.sin(x)
+    assert np.array_equal(model.adapt(x, y, steps=3, lr=0.02), model.adapt(x, y, steps=3))
+    small, large = model.adapt(x, y, steps=1, lr=0.001), model.adapt(x, y, steps=1, lr=0.1)
+    np.testing.assert_allclose(large - model.theta, 100 * (small - model.theta), rtol=1e-9, atol=1e-12)  # one SGD step
+    ev = model.evaluate("gist", n_tasks=4, lr=0.02)
+    assert np.array_equal(ev.losses, model.evaluate("gist", n_tasks=4).losses)
+    assert not np.array_equal(model.evaluate("gist", n_tasks=4, lr=0.05).losses, ev.losses)
+    with pytest.raises(ValueError, match="^lr: expected a finite number > 0, got -1"):
+        model.adapt(x, y, lr=-1)

@@ -346,6 +346,7 @@ def local_client(n_workers: int | None = None):
     n_workers = os.cpu_count() or 1 if n_workers is None else check.count("n_workers", n_workers)
     env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1"}
+    # no dashboard; the scheduler's own HTTP routes on a free port (its default, 8787, may be taken: a warning)
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR, env=env)
+                           scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR, env=env)
     return Client(cluster)

@@ -289,6 +289,28 @@ def cached_kernels() -> dict:
     return {"folder": folder, "kernels": found}
 
 
+def kernel_cached(spec: MLPSpec, dtype, opt: InnerOptimizer) -> bool | None:
+    """Whether numba's on-disk cache holds the kernel a run with ``spec``, ``dtype`` and ``opt`` needs,
+    compiled for this CPU and these sources (so :func:`warmup` loads it instead of compiling).
+
+    None when numba's cache index cannot be read (its layout is numba's, not ours). Imports numba,
+    compiles nothing.
+    """
+    from numba.core.registry import cpu_target
+    from numba.core.serialize import dumps
+
+    try:
+        k = _kernels()
+        fn = k._entry(km.ACT_CODES[spec.activation], km.LOSS_CODES[spec.loss], km.OPT_CODES[opt.name]).py_func
+        cvar_hash = hashlib.sha256(dumps(tuple(c.cell_contents for c in fn.__closure__ or ()))).hexdigest()
+        magic = cpu_target.target_context.codegen().magic_tuple()
+        index = k.chunk_kernel(0, 0, 0)._cache._cache_file._load_index()
+        name = np.dtype(dtype).name
+        return any(m == magic and h[1] == cvar_hash and str(sig[0].dtype) == name for sig, m, h in index)
+    except Exception:  # noqa: BLE001 (numba's private cache index)
+        return None
+
+
 def _state_rows(state, P, dtype, adam, copy=True):
     """Adam state as 2-D rows for the kernel: (m0, v0, t0, has_state).
 

@@ -9,6 +9,7 @@ naming the extra to install.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 
 from .common import FlagError, positive_int
 
@@ -61,6 +62,18 @@ def open_client(args, stack: contextlib.ExitStack):
     return client
 
 
+def require_dask(args) -> None:
+    """For a command that always runs on a Dask cluster (``sweep``): BackendUnavailableError before any work
+    if Dask is missing, naming a cluster flag only if the user gave one."""
+    if importlib.util.find_spec("distributed") is not None:
+        return
+    if wants_cluster(args):
+        raise FlagError(_flag(args), f"needs Dask, which is not installed: {INSTALL_HINT}")
+    from ..errors import BackendUnavailableError
+
+    raise BackendUnavailableError(f"runs its runs on a Dask cluster, and Dask is not installed: {INSTALL_HINT}")
+
+
 def n_workers(client) -> int:
     """Workers the cluster has now."""
     return len(client.scheduler_info().get("workers", {}))
@@ -81,6 +94,9 @@ def distributed_meta_batch(args, backend_name: str, meta_batch: int, stack: cont
     if meta_batch < 2:
         raise FlagError(flag, "the distributed meta-batch splits a meta-batch of several tasks: give --meta-batch "
                         "N > 1 (to run many runs at once, use minireptile sweep)")
+    if args.workers is not None and args.scheduler is None and not getattr(args, "quiet", False):  # seconds
+        print(f"minireptile {getattr(args, 'command', '')}: starting a local Dask cluster of {args.workers} "
+              "workers ...", flush=True)
     client = open_client(args, stack)
     from ..backends.distributed import distributed_backend
 

@@ -163,14 +163,7 @@ def prepare_backend(prog: str, name: str, spec, dtype, opt, quiet: bool):
     say = (lambda text: None) if quiet else (lambda text: print(text, flush=True))
     backend = get_backend(name) if name != "numba" else None  # an unavailable backend fails before any line
     if name == "numba":
-        where, cached = numba_cache_dir()
-        dt = np.dtype(dtype).name
-        if cached:
-            say(f"{prog}: loading the numba kernels for {dt} from the cache in {where} (a network or optimizer "
-                "not seen before is compiled once, then cached) ...")
-        else:
-            say(f"{prog}: compiling the numba kernels for {dt} (once: later runs load them from the cache in "
-                f"{where}) ...")
+        numba_notice(say, prog, spec, dtype, opt)
     elif name == "cuda":
         say(f"{prog}: compiling the CUDA kernels (once per process) ...")
     backend = backend or get_backend(name)
@@ -181,9 +174,34 @@ def prepare_backend(prog: str, name: str, spec, dtype, opt, quiet: bool):
         say(f"{prog}: kernels ready in {seconds:.1f} s")
     if distributed is not None:
         say(f"{prog}: loading the kernels on the Dask workers ...")
-        seconds += distributed.warmup(spec, np.dtype(dtype), opt)
+        on_workers = distributed.warmup(spec, np.dtype(dtype), opt)
+        say(f"{prog}: kernels ready on the workers in {on_workers:.1f} s")
+        seconds += on_workers
         backend = distributed
     return backend, seconds
+
+
+def numba_notice(say, prog: str, spec, dtype, opt) -> None:
+    """The line(s) before the numba kernels are prepared: "compiling" whenever the kernel this run needs
+    is not in numba's cache (for this network type, optimizer, dtype and CPU), else "loading".
+
+    With no cache at all the line comes at once; otherwise a first line comes before numba is imported
+    (which takes a second or more on a busy machine) and a second one says which of the two it is.
+    """
+    where, any_cached = numba_cache_dir()
+    dt = np.dtype(dtype).name
+    what = f"the numba kernels for {spec.activation}/{spec.loss} with {opt.name}, {dt}"
+    if not any_cached:
+        say(f"{prog}: compiling {what} (once: later runs load them from the cache in {where}) ...")
+        return
+    say(f"{prog}: looking for {what} in the cache in {where} ...")
+    from ..backends.numba_cpu import kernel_cached
+
+    if kernel_cached(spec, dtype, opt) is False:
+        say(f"{prog}: compiling them (not in the cache yet for this network type, optimizer, dtype and CPU; "
+            "once, then cached) ...")
+    else:
+        say(f"{prog}: loading them from the cache ...")
 
 
 def set_threads(flag: str, n: int) -> None:

@@ -31,18 +31,20 @@ from ..backends import BACKENDS, get_backend
 from ..checkpoint import atomic_write, save_checkpoint
 from ..errors import BackendUnavailableError, CheckpointError
 from ..algorithms.maml import MAMLConfig, meta_train_maml
-from ..evaluation.regression import adapt_and_score
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
+from ..progress import format_number
 from ..reference import forward
 from ..reptile import ReptileConfig, meta_train
 from ..tasks.families import FAMILIES, TaskFamily, family_block, family_eval_tasks, support_query_plan
 from ..tasks.sine import block_iters_for, get_preset
 from ..tasks.streams import DEFAULT_SEED, INIT, TRAIN, epoch_plan, stream_rng
 from . import runs
+from .after_training import EvaluationGuard, evaluate_in_chunks
+from .outputs import check_file_flags, write_json
 from .plots import compare_figure
-from .common import (FlagError, add_threads_flag, apply_threads, int_at_least, nonnegative_float, nonnegative_int,
-                     positive_float, positive_int, prepare_backend)
+from .common import (Counter, FlagError, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
+                     nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode)
 
 ALGORITHMS = ("reptile", "fomaml", "maml", "joint", "random")
 LABELS = {"reptile": "Reptile", "fomaml": "FOMAML", "maml": "MAML", "joint": "joint training (k=1)",
@@ -208,16 +210,24 @@ def trainer(name: str, c, spec, family, backend):
     return train
 
 
-def evaluate_all(args, spec, family, thetas, backend) -> dict:
-    """{algorithm: {K: EvalResult}} on the same held-out tasks (K-shot = the first K shots)."""
+def evaluate_all(args, spec, family, thetas, backend, progress="off") -> dict:
+    """{algorithm: {K: EvalResult}} on the same held-out tasks (K-shot = the first K shots).
+
+    ``progress``: a :class:`~minireptile.progress.Counter` mode for a bar or lines over all evaluations.
+    """
     shots = sorted(set(args.shots))
     steps = (0,) + tuple(sorted(set(args.eval_steps)))
     Xs, Ys, Xq, Yq = family_eval_tasks(family, args.seed, args.eval_tasks, max(shots), args.eval_query)
     opt = InnerOptimizer("sgd", args.inner_lr)
+    counter = Counter(len(thetas) * len(shots) * Xs.shape[0], "evaluate", progress, unit="task")
     out = {}
-    for name, theta in thetas.items():
-        out[name] = {K: adapt_and_score(spec, theta, np.ascontiguousarray(Xs[:, :K]), np.ascontiguousarray(Ys[:, :K]),
-                                        Xq, Yq, opt, backend, steps) for K in shots}
+    try:
+        for name, theta in thetas.items():
+            out[name] = {K: evaluate_in_chunks(spec, theta, np.ascontiguousarray(Xs[:, :K]),
+                                               np.ascontiguousarray(Ys[:, :K]), Xq, Yq, opt, backend, steps, counter)
+                         for K in shots}
+    finally:
+        counter.close()
     return out
 
 
@@ -235,7 +245,7 @@ def results_table(results: dict, shots, eval_steps) -> str:
             r = results[name][K]
             for s in eval_steps:
                 j = r.steps.index(s)
-                cells.append(f"{r.mean[j]:.3f} ± {r.ci95[j]:.3f}")
+                cells.append(f"{format_number(r.mean[j], 3)} ± {format_number(r.ci95[j], 3)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -348,13 +358,16 @@ def run(args) -> int:
     start, stop = runs.iteration_range(args, ck, total)
     runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
+    check_file_flags(args, out)   # OUT, --json (and --save) before the folder is claimed
     with runs.claim_folder(out):
         plot = out / "learning_curves.png" if not args.no_plot else None
         runs.check_run_outputs(args, ckpt_path, "compare", plot, **{"--save": args.save})
-        return _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path)
+        with EvaluationGuard("minireptile compare", "compare") as guard:   # armed once training is complete
+            return _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path, guard)
+    return guard.status
 
 
-def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
+def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path, guard) -> int:
     c = argparse.Namespace(**cfg)
     iters, total = c.iters, len(order) * c.iters
     preset = get_preset("maml-paper")
@@ -409,10 +422,13 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
             print(f"stopped after iteration {stop}/{total} (--stop-after); checkpoint: {ckpt_path}\n"
                   f"resume with: minireptile compare --resume {runs.quote(ckpt_path)}", flush=True)
         return 0
+    guard.arm(ckpt_path, total)   # a signal from here on: say the checkpoint is complete
     thetas = {name: (done[name] if name != "random" else theta0) for name in cfg["algorithms"]}
-    results = evaluate_all(c, spec, family, thetas, backend)
+    results = evaluate_all(c, spec, family, thetas, backend, progress_mode(args))
     total_seconds = time.perf_counter() - t0
-    print(f"\nMSE on {c.eval_query} query points after k SGD steps (α={c.inner_lr}) on K shots, "
+    if not args.quiet:
+        print()   # a blank line after the progress lines (none with --quiet)
+    print(f"MSE on {c.eval_query} query points after k SGD steps (α={c.inner_lr}) on K shots, "
           f"mean ± 95% CI over {c.eval_tasks} held-out tasks ({family.name}, {iters} iterations, "
           f"{total_seconds:.0f}s):\n")
     print(results_table(results, c.shots, c.eval_steps))
@@ -422,12 +438,12 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
     for line in outlier_notes(results, 10 * scale):
         print(line)
     if not args.no_plot and curves:
-        compare_figure(ckpt_path.parent / "learning_curves.png", curves, {**LABELS, "maml": "MAML (query loss after 1 step)",
-                                           "fomaml": "FOMAML (query loss after 1 step)",
-                                           "reptile": "Reptile (mean inner-loop loss)",
-                                           "joint": "joint training (loss before its step)"},
+        query = "query MSE after 1 inner step"
+        compare_figure(ckpt_path.parent / "learning_curves.png", curves, LABELS,
                        title=f"{family.name}: learning curves ({iters} iterations x {c.meta_batch} tasks, seed "
-                       f"{c.seed})")
+                       f"{c.seed})", quantities={"maml": query, "fomaml": query,
+                                                 "reptile": "mean inner-loop training MSE",
+                                                 "joint": "training MSE before its step"})
     if args.save is not None:
         atomic_write(args.save, lambda f: np.savez(f, theta0=theta0, **{k: v for k, v in thetas.items()}))
         print(f"thetas: {args.save}", file=sys.stderr)
@@ -440,6 +456,5 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path) -> int:
                                         "max": r.losses.max(axis=0).tolist()}
                                for K, r in per_k.items()} for name, per_k in results.items()},
         }
-        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
-        print(f"json: {args.json}", file=sys.stderr)
+        write_json(args, summary, file=sys.stderr)
     return 0

@@ -29,22 +29,24 @@ import numpy as np
 
 from ..backends import BACKENDS
 from ..backends.distributed import task_block_for
-from ..checkpoint import atomic_write
 from ..errors import CheckpointError, DivergenceError
 from ..evaluation.fewshot import evaluate_episodes, nearest_neighbour_episodes, score_schedule
 from ..evaluation.regression import mean_ci95
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
+from ..progress import format_number
 from ..reptile import ReptileConfig
 from ..tasks.episodes import (EpisodeConfig, block_iters_for, full_batch_plan, minibatch_plan, sample_episodes,
                               train_block)
-from ..tasks.omniglot import omniglot_split, with_rotations
+from ..tasks.omniglot import find_sources, omniglot_split, with_rotations
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, stream_rng
 from . import runs
 from .cluster import add_cluster_flags, describe_backend, distributed_meta_batch, with_task_block
 from .common import (EXIT_DIVERGED, Counter, FlagError, Progress, add_threads_flag, apply_threads, int_at_least,
                      nonnegative_float, nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode,
                      unit_interval, versions)
+from .after_training import EvaluationGuard
+from .outputs import check_file_flags, write_json
 from .plots import omniglot_figure
 
 # the compiled CPU backend when it is part of this installation, as `minireptile sine`
@@ -309,8 +311,9 @@ def results_table(meta, random, nn) -> str:
     loss_r, loss_rc = random.curve("loss")
     lines = [f"{'steps':>5}  {'meta-learned acc':>16}  {'loss':>13}  {'random-init acc':>16}  {'loss':>13}"]
     for j, s in enumerate(meta.steps):
-        lines.append(f"{s:>5d}  {_pct(acc_m[j], acc_mc[j]):>16}  {loss_m[j]:>6.3f} ± {loss_mc[j]:<5.3f}  "
-                     f"{_pct(acc_r[j], acc_rc[j]):>16}  {loss_r[j]:>6.3f} ± {loss_rc[j]:<5.3f}")
+        lines.append(f"{s:>5d}  {_pct(acc_m[j], acc_mc[j]):>16}  {format_number(loss_m[j], 3, 6):>6} ± "
+                     f"{format_number(loss_mc[j], 3, 5):<5}  {_pct(acc_r[j], acc_rc[j]):>16}  "
+                     f"{format_number(loss_r[j], 3, 6):>6} ± {format_number(loss_rc[j], 3, 5):<5}".rstrip())
     lines.append(f"pixel nearest neighbour: {_pct(*nn)}")
     return "\n".join(lines)
 
@@ -332,21 +335,34 @@ def run(args) -> int:
     rcfg = _reptile_config(cfg)
     start, stop = runs.iteration_range(args, ck, rcfg.iters)
     runs.check_memory(memory_terms(cfg), args=args)
+    try:  # the inputs before the outputs: a missing --data is named before any checkpoint in the way
+        find_sources(Path(cfg["data"]))
+    except (FileNotFoundError, ValueError) as exc:
+        message = str(exc).removeprefix("data: ")
+        if args.data is None:   # the resumed checkpoint's data
+            raise FlagError("--resume", f"the run's data: {message}") from None
+        raise FlagError("--data", message) from None
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
+    check_file_flags(args, out)   # OUT, --json (and --save) before the folder is claimed
     with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "omniglot.png" if not args.no_plot else None
         runs.check_run_outputs(args, ckpt_path, "omniglot", plot)
         backend = distributed_meta_batch(args, cfg["backend"], rcfg.meta_batch, cluster) or cfg["backend"]
-        return _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend)
+        with EvaluationGuard("minireptile omniglot", "omniglot") as guard:   # armed once training is complete
+            return _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend, guard)
+    return guard.status
 
 
-def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) -> int:
+def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend, guard) -> int:
     spec = MLPSpec.from_dict(cfg["model"])
     dtype = np.dtype(cfg["dtype"])
     seed, ways = cfg["seed"], cfg["ways"]
     apply_threads(args)
 
     t = time.perf_counter()
+    if not args.quiet:  # decoding the PNGs takes seconds on a first run: say so before it starts
+        print(f"minireptile omniglot: loading {cfg['data']} ({cfg['size']}x{cfg['size']} images; a first load "
+              "decodes the PNGs, later ones read a cache) ...", flush=True)
     try:
         split = omniglot_split(Path(cfg["data"]), cfg["size"], args.cache_dir, not args.no_cache)
     except (FileNotFoundError, ValueError, ImportError) as exc:
@@ -396,6 +412,7 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) ->
         backend=backend, every=args.checkpoint_every, progress=progress)
     if status is not None:
         return status
+    guard.arm(ckpt_path, it)   # a signal from here on: say the checkpoint is complete
 
     eval_opt = InnerOptimizer(rcfg.inner.name, rcfg.inner.lr, rcfg.inner.beta1, rcfg.inner.beta2, rcfg.inner.eps)
 
@@ -420,7 +437,9 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) ->
     nn = tuple(float(v) for v in mean_ci95(nn_acc))
     eval_seconds = time.perf_counter() - t
 
-    print(f"\n{ways}-way {cfg['shots']}-shot query accuracy and loss after k inner steps ({eval_opt.name}, batch "
+    if not args.quiet:
+        print()   # a blank line after the progress lines (none with --quiet)
+    print(f"{ways}-way {cfg['shots']}-shot query accuracy and loss after k inner steps ({eval_opt.name}, batch "
           f"{eval_batch}), mean ± 95% CI over {test_episodes.n} meta-test episodes of {cfg['queries']} queries per class "
           f"(train {train_seconds:.1f}s, eval {eval_seconds:.1f}s):")
     print(results_table(meta, random, nn))
@@ -454,6 +473,5 @@ def _train_and_evaluate(args, ck, cfg, rcfg, start, stop, ckpt_path, backend) ->
             },
             "versions": versions(),
         }
-        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
-        print(f"json: {args.json}")
+        write_json(args, summary)
     return 0

@@ -146,30 +146,40 @@ def omniglot_figure(path, *, steps, meta, random, nn, title=""):
     return path
 
 
-def compare_figure(path, curves: dict, labels: dict, title=""):
-    """Write the learning curves of ``compare``.
+def compare_figure(path, curves: dict, labels: dict, title="", quantities: dict | None = None):
+    """Write the learning curves of ``compare``: one panel per quantity, each with its own y-axis.
 
     Parameters
     ----------
     curves : {algorithm: (iterations, loss, every)}
         Training curve of each trained algorithm (``Progress.curve()``-like).
     labels : {algorithm: str}
+    quantities : {algorithm: str}, optional
+        What each curve measures (its panel's y-label, e.g. "query MSE after 1 inner step"); curves
+        of the same quantity share a panel. Default: one panel for all.
     """
     plt = _pyplot()
     if plt is None:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5))
-    window = 1
-    for name, (it, loss, every) in curves.items():
-        if len(it):
-            ax.plot(it, loss, label=f"{labels[name]}", lw=1.5)
-            window = every
-    ax.set_ylim(0, None)
-    ax.set_xlabel("outer iteration")
-    ax.set_ylabel(f"training MSE (mean over {window} iterations)" if curves else "training MSE")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title or "learning curves on the shared task stream")
+    drawn = {name: c for name, c in curves.items() if len(c[0])}
+    quantities = quantities or {}
+    groups: dict = {}
+    for name in drawn:
+        groups.setdefault(quantities.get(name, "training MSE"), []).append(name)
+    groups = groups or {"training MSE": []}
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 1.2 + 2.9 * len(groups)), sharex=True, squeeze=False)
+    for k, (ax, (quantity, names)) in enumerate(zip(axes[:, 0], groups.items())):
+        every = 1
+        for name in names:
+            it, loss, every = drawn[name]
+            ax.plot(it, loss, label=labels[name], lw=1.5, color=f"C{list(curves).index(name)}")
+        ax.set_ylim(0, None)
+        ax.set_ylabel(f"{quantity}\n(mean over {every} iterations)", fontsize=9)
+        ax.grid(alpha=0.3)
+        if names:
+            ax.legend(fontsize=9)
+    axes[-1, 0].set_xlabel("outer iteration")
+    axes[0, 0].set_title(title or "learning curves on the shared task stream")
     fig.tight_layout()
     _save(fig, plt, path)
     return path

@@ -8,7 +8,8 @@ before any expensive work (docs/errors.md):
    folder exits 2 at once naming the holder's pid) and removes the temporary files that dead runs
    left behind in it.
 2. :func:`check_outputs` checks that every output path (the checkpoint, ``--json``, the plot, ...) is
-   distinct, is not a folder or a device, and lies in a folder this process can write.
+   distinct, is not a folder, a device or under /proc, /sys or /dev, and lies in a folder this process
+   can create a file in (:func:`minireptile.commands.outputs.check_output_path`).
 3. :func:`check_checkpoint_slot` refuses to overwrite the checkpoint of another (or an unfinished)
    run unless it is the one being resumed or ``--overwrite`` was given.
 4. :func:`train_with_checkpoints` runs ``meta_train`` writing ``OUT/checkpoint.npz`` at the start,
@@ -56,6 +57,7 @@ REPTILE_RUN_FLAGS = {
     "adam_state": ("--adam-state", lambda c: c["reptile"]["inner"]["state_policy"]),
 }
 from .common import EXIT_DIVERGED, EXIT_SIGNAL, FlagError, Parser, nonnegative_int, positive_int
+from .outputs import check_output_path, folder_as_given, is_stdout
 
 LOCK_NAME = ".minireptile.lock"
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -220,12 +222,10 @@ def check_outputs(paths: dict, resume=None) -> None:
         for p in (items if isinstance(items, (list, tuple)) else [items]):
             if p is None:
                 continue
+            check_output_path(flag, p, stdout_ok=flag == "--json")
+            if is_stdout(p) and flag == "--json":
+                continue
             p = Path(p)
-            if p.is_dir():
-                raise FlagError(flag, f"{str(p)!r} is a folder; expected a file path")
-            if p.exists() and not p.is_file():
-                raise FlagError(flag, f"{str(p)!r} is not a regular file (a device or a pipe); expected a file path")
-            _writable_folder(flag, p.parent if str(p.parent) else Path("."))
             key = os.path.join(os.path.realpath(p.parent if str(p.parent) else "."), p.name)
             if key in seen and not (flag == "--out" and Path(key).name == CHECKPOINT_NAME):
                 other = seen[key]
@@ -253,7 +253,8 @@ def add_run_flags(p, default_out: str, checkpoint_every: int, *, out_help: str |
                    "repeated only with the same values)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoint of another run in OUT (without it such a folder is refused)")
-    p.add_argument("--json", type=Path, help="also write a JSON summary here")
+    p.add_argument("--json", type=Path, metavar="PATH",
+                   help="also write a JSON summary to PATH (-: to standard output, with every other line on stderr)")
 
 
 def check_checkpoint_slot(ckpt_path: Path, resume, overwrite: bool, command: str) -> None:
@@ -322,7 +323,7 @@ def resolve_paths(args, default_out: Path) -> tuple[Path, Path]:
     if getattr(args, "out", None) is not None:
         out = Path(args.out)
     elif getattr(args, "resume", None) is not None:
-        out = resume_folder(args.resume)
+        out = folder_as_given(resume_folder(args.resume), args.resume)
     else:
         out = Path(default_out)
     return out, out / CHECKPOINT_NAME
@@ -378,7 +379,7 @@ def check_memory(terms: dict, limit: int | None = None, args=None) -> None:
 def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dict, spec, theta, state, start: int,
                            stop: int, sample_block, block_iters: int, rcfg, backend, every: int, progress,
                            save=None, train=None, iters: int | None = None, hint: str | None = None,
-                           offset: int = 0, total: int | None = None):
+                           offset: int = 0, total: int | None = None, history=None):
     """Train from ``start`` to ``stop`` with checkpoints, signals and the divergence exit.
 
     By default ``meta_train`` (Reptile) runs; ``train(theta, state, start, stop, callback,
@@ -392,10 +393,13 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
     ``save(it, theta, state, status)`` writes the checkpoint (default: :func:`save_checkpoint` of
     ``theta`` with ``cfg`` to ``ckpt_path``). ``offset``/``total``: iterations shown in messages
     are ``offset + it`` of ``total`` (a command that trains several models in one run).
+    ``history``: a :class:`~minireptile.commands.loss_history.LossHistory` that each chunk's losses
+    are added to and that the default ``save`` keeps in the checkpoint.
     """
     if save is None:
         def save(it, theta, state, status):
-            save_checkpoint(ckpt_path, theta, cfg, it, state, status=status)
+            save_checkpoint(ckpt_path, theta, cfg, it, state, status=status,
+                            loss_history=history.state(it) if history is not None else None)
     if train is None:
         def train(theta, state, start, stop, callback, chunk_iters, chunk_seconds):
             meta_train(spec, theta, sample_block, block_iters, rcfg, backend, start=start, stop=stop, state=state,
@@ -414,6 +418,8 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
                 save(it, theta, state, status)
 
         def on_chunk(it, theta, losses, state):
+            if history is not None:
+                history.add(losses)
             progress(it, theta, losses, state)
             last.update(it=it, theta=theta, state=state)
             if every and it % every == 0 and it < stop:

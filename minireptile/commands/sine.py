@@ -23,17 +23,22 @@ import numpy as np
 from ..backends import BACKENDS
 from ..backends.distributed import task_block_for
 from ..errors import CheckpointError
-from ..evaluation.regression import adapted_predictions, evaluate_sine
+from ..evaluation.regression import adapted_predictions
 from ..mlp import MLPSpec, init_params
 from ..optim import InnerOptimizer
+from ..progress import format_number
 from ..reptile import ReptileConfig
 from ..tasks.sine import PRESETS, block_iters_for, get_preset, sine_block, sine_eval_tasks
 from ..tasks.streams import DEFAULT_SEED, EVAL, INIT, PLOT, stream_rng
 from . import runs
 from .plots import sine_figure
 from .cluster import add_cluster_flags, describe_backend, distributed_meta_batch, with_task_block
-from .common import (FlagError, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
-                     nonnegative_int, positive_float, positive_int, prepare_backend, unit_interval, versions)
+from .after_training import EvaluationGuard, evaluate_in_chunks
+from .loss_history import LossHistory
+from .outputs import check_file_flags, write_json
+from .common import (Counter, FlagError, Progress, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
+                     nonnegative_int, positive_float, positive_int, prepare_backend, progress_mode, unit_interval,
+                     versions)
 from .runs import check_resumable, checked_config
 
 DEFAULT_BACKEND = "numba"
@@ -191,7 +196,8 @@ def results_table(steps, meta, random) -> str:
     """Plain-text table: steps × (meta-learned, random init) mean ± 95% CI."""
     lines = [f"{'steps':>5}  {'meta-learned MSE':>20}  {'random-init MSE':>20}"]
     for s, mm, mc, rm, rc in zip(steps, meta.mean, meta.ci95, random.mean, random.ci95):
-        lines.append(f"{s:>5d}  {mm:>10.4f} ± {mc:<7.4f}  {rm:>10.4f} ± {rc:<7.4f}")
+        lines.append(f"{s:>5d}  {format_number(mm):>10} ± {format_number(mc, width=7):<7}  "
+                     f"{format_number(rm):>10} ± {format_number(rc, width=7):<7}".rstrip())
     return "\n".join(lines)
 
 
@@ -210,6 +216,7 @@ def run(args) -> int:
     start, stop = runs.iteration_range(args, ck, rcfg.iters)
     runs.check_memory(memory_terms(cfg), args=args)
     out, ckpt_path = runs.resolve_paths(args, DEFAULT_OUT)
+    check_file_flags(args, out)   # OUT, --json (and --save) before the folder is claimed
     with runs.claim_folder(out), contextlib.ExitStack() as cluster:  # the stack closes a Dask cluster
         plot = out / "sine.png" if not args.no_plot else None
         runs.check_run_outputs(args, ckpt_path, "sine", plot)
@@ -236,31 +243,45 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
               f"{rcfg.inner.name} x{rcfg.inner_steps} (batch {rcfg.inner_batch}, lr {rcfg.inner.lr}), "
               f"backend {where}, {dtype.name}, seed {seed}; compile {compile_seconds:.2f}s{resumed}", flush=True)
     progress = Progress(stop, start, rcfg, args.quiet)
+    history = LossHistory.for_run(ck, rcfg.iters)   # the whole run's training loss, also across resumes
     status, it, theta, state, train_seconds = runs.train_with_checkpoints(
         prog="minireptile sine", command="sine", ckpt_path=ckpt_path, cfg=cfg, spec=spec, theta=theta, state=state,
         start=start, stop=stop, sample_block=sample_block, block_iters=block_iters, rcfg=rcfg, backend=backend,
-        every=args.checkpoint_every, progress=progress)
+        every=args.checkpoint_every, progress=progress, history=history)
     if status is not None:
         return status
+    with EvaluationGuard("minireptile sine", "sine", ckpt_path, it) as guard:   # a signal now: say what is saved
+        _evaluate_and_report(args, cfg, rcfg, spec, preset, dtype, seed, backend, theta, theta0, start, ckpt_path,
+                             plot, compile_seconds, train_seconds, history)
+    return guard.status or 0
 
+
+def _evaluate_and_report(args, cfg, rcfg, spec, preset, dtype, seed, backend, theta, theta0, start, ckpt_path, plot,
+                         compile_seconds, train_seconds, history) -> None:
     eval_opt = InnerOptimizer(rcfg.inner.name, rcfg.inner.lr, rcfg.inner.beta1, rcfg.inner.beta2, rcfg.inner.eps)
     tasks = sine_eval_tasks(stream_rng(seed, EVAL), cfg["eval_tasks"], preset, dtype)
     eval_steps = tuple(cfg["eval_steps"])
-    meta = evaluate_sine(spec, theta, tasks, eval_opt, backend, eval_steps)
-    random = evaluate_sine(spec, theta0, tasks, eval_opt, backend, eval_steps)
+    counter = Counter(2 * cfg["eval_tasks"], "evaluate (meta-learned, then random init)", progress_mode(args),
+                      unit="task")
+    data = (tasks.x_shots, tasks.y_shots, tasks.x_grid, tasks.y_grid)
+    try:
+        meta = evaluate_in_chunks(spec, theta, *data, eval_opt, backend, eval_steps, counter)
+        random = evaluate_in_chunks(spec, theta0, *data, eval_opt, backend, eval_steps, counter)
+    finally:
+        counter.close()
 
-    print(f"\nMSE on the {preset.n_grid}-point grid after k full-batch steps on {preset.eval_shots} points, "
+    if not args.quiet:
+        print()   # a blank line after the progress lines (none with --quiet)
+    print(f"MSE on the {preset.n_grid}-point grid after k full-batch steps on {preset.eval_shots} points, "
           f"mean ± 95% CI over {cfg['eval_tasks']} held-out tasks (train {train_seconds:.1f}s):")
     print(results_table(eval_steps, meta, random))
     print(f"checkpoint: {ckpt_path}")
 
-    curve = progress.curve()
+    curve = history.curve()
     if plot is not None:
         _plot(plot, spec, theta, theta0, preset, eval_opt, backend, seed, dtype, eval_steps, meta, random, curve)
 
     if args.json is not None:
-        from ..checkpoint import atomic_write
-
         summary = {
             "config": cfg,
             "start_iteration": start,
@@ -276,9 +297,7 @@ def _train_and_evaluate(args, ck, cfg, rcfg, spec, preset, dtype, seed, backend,
             "train_loss": {"every": curve[2], "iteration": curve[0].tolist(), "loss": curve[1].tolist()},
             "versions": versions(),
         }
-        atomic_write(args.json, lambda f: f.write(json.dumps(summary, indent=2, allow_nan=False).encode()))
-        print(f"json: {args.json}")
-    return 0
+        write_json(args, summary)
 
 
 def _plot(path, spec, theta, theta0, preset, opt, backend, seed, dtype, steps, meta, random, curve) -> None:

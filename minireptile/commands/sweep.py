@@ -34,9 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
-from .cluster import add_cluster_flags
+from .cluster import add_cluster_flags, require_dask
 from .common import FlagError
-from .sweep_summary import format_table, metrics, plot_summary, summarise, write_summary  # noqa: F401 (the sweep's API)
+from .sweep_help import command_help, flags_help
+from .sweep_summary import (format_table, metrics, plot_summary, summarise, sweep_title,  # noqa: F401 (the API)
+                            write_summary)
 
 SWEEPABLE = ("sine", "omniglot", "compare")
 # flags the sweep sets for each run (a user value would make the runs collide or be lost)
@@ -49,7 +51,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of seeds x flag values of a command, resumably, on a Dask cluster",
                        description="Run COMMAND once per seed and grid point, each run in its own folder with its "
                        "own checkpoint and JSON, on a Dask cluster; a SQLite ledger lets a re-run skip finished "
-                       "runs and resume the others. Other flags are passed to every run.")
+                       "runs and resume the others. Other flags are passed to every run.",
+                       epilog=sweep_flags_help() + "\n`minireptile sweep COMMAND --help` also lists COMMAND's flags.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_command", metavar="COMMAND", choices=SWEEPABLE, help=f"one of {', '.join(SWEEPABLE)}")
     p.add_argument("run_args", nargs=argparse.REMAINDER, metavar="...",
                    help="sweep flags (--seeds, --grid, --grid-file, --out, --workers, --scheduler) and the "
@@ -70,7 +74,20 @@ def sweep_flags() -> argparse.ArgumentParser:
                    help="a TOML file with `seeds = \"0-9\"` and a [grid] table: flag = [values]")
     p.add_argument("--out", type=Path, help="sweep folder (default runs/sweep-COMMAND)")
     add_cluster_flags(p, "run the runs")
+    for action in p._actions:
+        if action.dest == "workers":
+            action.help += "; default: one worker per core"
     return p
+
+
+def sweep_flags_help() -> str:
+    """The sweep's own flags and their defaults, as a help section."""
+    return flags_help(sweep_flags(), OWNED)
+
+
+def print_sweep_help(command: str) -> None:
+    """``minireptile sweep COMMAND --help``: the sweep's flags, then the flags of COMMAND's runs."""
+    print(command_help(command, _command_module(command), sweep_flags_help()))
 
 
 def seed_list(text: str) -> tuple[int, ...]:
@@ -343,6 +360,25 @@ class Report:
     def __init__(self, total: int, slots: int, every: float = 10.0):
         self.total, self.slots, self.every = total, max(slots, 1), every
         self.t0, self.last, self.durations = time.perf_counter(), 0.0, []
+        self.starts: dict = {}   # run name -> when it was seen running (see :meth:`started`)
+
+    def started(self, name: str, now: float | None = None) -> None:
+        self.starts[name] = time.perf_counter() if now is None else now
+
+    def finished(self, name: str) -> None:
+        self.starts.pop(name, None)
+
+    def eta(self, left: int, now: float | None = None) -> float:
+        """Seconds until the ``left`` unfinished runs are done: each running run takes the mean duration of
+        the finished ones from its start, and each queued run goes to the slot that frees first."""
+        now = time.perf_counter() if now is None else now
+        mean = float(np.mean(self.durations))
+        slots = sorted(max(mean - (now - t), 0.0) for t in self.starts.values())[:self.slots]
+        slots += [0.0] * (self.slots - len(slots))
+        for _ in range(max(left - len(self.starts), 0)):
+            slots.sort()
+            slots[0] += mean
+        return max(slots)
 
     def __call__(self, done: int, running: int, failed: int, force: bool = False) -> None:
         now = time.perf_counter()
@@ -351,8 +387,7 @@ class Report:
         self.last = now
         left = self.total - done - failed
         if self.durations:
-            mean = float(np.mean(self.durations))
-            eta = f"ETA {mean * -(-left // self.slots):.0f}s"
+            eta = f"ETA {self.eta(left, now):.0f}s"
         else:
             eta = "ETA after the first run"
         print(f"sweep: {done}/{self.total} done, {running} running, {failed} failed; {eta} "
@@ -360,8 +395,12 @@ class Report:
 
 
 def run(args) -> int:
+    if any(a in ("-h", "--help") for a in args.run_args):
+        print_sweep_help(args.sweep_command)
+        return 0
     own, base = sweep_flags().parse_known_args(args.run_args)
     command = args.sweep_command
+    require_dask(own)
     seeds, axes = own.seeds, list(own.grid)
     if own.grid_file is not None:
         file_seeds, file_axes = read_grid_file(own.grid_file)
@@ -396,7 +435,7 @@ def _sweep(own, command, planned, axes, out: Path, ledger: Ledger) -> int:
     print(format_table(table, axes))
     for path in write_summary(out, command, table, axes, failed):
         print(f"{path.suffix[1:]}: {path}")
-    if plot_summary(out / "summary.png", table, axes):
+    if plot_summary(out / "summary.png", table, axes, title=sweep_title(command, rows)):
         print(f"plot: {out / 'summary.png'}")
     if failed:
         print(f"minireptile sweep: {len(failed)} run(s) failed: " + "; ".join(
@@ -412,6 +451,8 @@ def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
     if own.workers is None and own.scheduler is None:
         own.workers = os.cpu_count() or 1
     with contextlib.ExitStack() as stack:
+        if own.scheduler is None:   # starting the workers takes seconds
+            print(f"sweep: starting a local Dask cluster of {own.workers} workers ...", flush=True)
         client = open_client(own, stack)
         report = Report(total, n_workers(client))
         done = total - len(todo)
@@ -427,6 +468,7 @@ def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
             for f in [f for f in futures if f.done()]:
                 name = futures.pop(f)
                 running.discard(name)
+                report.finished(name)
                 try:
                     res = f.result()
                 except Exception as exc:  # noqa: BLE001 (a run lost beyond Dask's retries)
@@ -450,5 +492,6 @@ def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
                 if f.key in executing and name not in running:
                     running.add(name)
                     ledger.started(name)
+                    report.started(name)
             report(done, len(running), failed)
             time.sleep(0.5)

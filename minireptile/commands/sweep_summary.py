@@ -2,7 +2,8 @@
 
 :func:`summarise` turns the finished runs' JSON summaries into one row per grid point;
 :func:`format_table` prints it; :func:`write_summary` writes ``summary.csv``, ``summary.json`` and
-``summary.png`` (:func:`plot_summary`: each metric against each grid value, with CI bars).
+``summary.png`` (:func:`plot_summary`: the metrics on one y-axis, each against each grid value, with
+CI bars; titled by :func:`sweep_title`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import atomic_write
+from ..progress import format_number
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,8 +79,8 @@ def format_table(table: list, axes: list) -> str:
         cells = [e["point"][f] for f, _ in axes] + [str(len(e["seeds"]))]
         for m in metric_names:
             v = e["metrics"].get(m)
-            cells.append("-" if v is None else f"{v['mean']:.4f} ± {v['ci95']:.4f}" if v["ci95"] is not None
-                         else f"{v['mean']:.4f} (1 seed)")
+            cells.append("-" if v is None else f"{format_number(v['mean'])} ± {format_number(v['ci95'])}"
+                         if v["ci95"] is not None else f"{format_number(v['mean'])} (1 seed)")
         lines.append(cells)
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
     fmt = lambda row: "  ".join(str(c).rjust(w) for c, w in zip(row, widths))  # noqa: E731
@@ -105,8 +107,29 @@ def write_summary(out: Path, command: str, table: list, axes: list, failed: list
     return [csv_path, json_path]
 
 
-def plot_summary(path: Path, table: list, axes: list) -> bool:
-    """Each metric against each grid value (one line per setting of the other axes), 95% CI bars."""
+def sweep_title(command: str, rows: list) -> str:
+    """``minireptile sweep sine: 2 seeds, 2000 iterations (preset gist)`` from the finished runs' configurations."""
+    configs = [r["result"]["config"] for r in rows if r.get("state") == "done" and r.get("result")]
+    seeds = sorted({r["seed"] for r in rows})
+    text = f"minireptile sweep {command}: {len(seeds)} seed{'s' * (len(seeds) != 1)}"
+    iters = sorted({c.get("reptile", c).get("iters") for c in configs if isinstance(c.get("reptile", c), dict)}
+                   - {None})
+    if iters:
+        text += f", {'/'.join(map(str, iters))} iterations"
+    presets = sorted({c["preset"] for c in configs if isinstance(c.get("preset"), str)})
+    if presets:
+        text += f" (preset {'/'.join(presets)})"
+    return text
+
+
+def plot_summary(path: Path, table: list, axes: list, title: str | None = None) -> bool:
+    """The metrics of a sweep in one panel per grid axis, all on one y-axis (95% CI bars).
+
+    Without a grid: each seed's value (grey) and the mean with its 95% CI, every metric side by side
+    on one axis (the y-range follows the values; a CI reaching past it is clipped, and its value is
+    printed). With a grid: each metric against each grid value, one line per metric and setting of
+    the other axes.
+    """
     try:
         import matplotlib
     except ImportError:
@@ -115,61 +138,108 @@ def plot_summary(path: Path, table: list, axes: list) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric_names = list(dict.fromkeys(m for e in table for m in e["metrics"]))
-    if not metric_names:
+    fig = summary_figure(table, axes, title)
+    if fig is None:
         return False
-    cols = axes if axes else [(None, ())]
-    fig, grid = plt.subplots(len(metric_names), len(cols), figsize=(4.5 * len(cols), 3.2 * len(metric_names)),
-                             squeeze=False)
-    for i, m in enumerate(metric_names):
-        for j, (flag, values) in enumerate(cols):
-            ax = grid[i][j]
-            if flag is None:  # seeds only: one point per seed and the mean ± CI
-                e = table[0]
-                v = e["metrics"].get(m)
-                if v is None:
-                    continue
-                ax.plot(e["seeds"], v["values"], "o", color="0.5", label="runs")
-                ax.axhline(v["mean"], color="C0", label="mean")
-                if v["ci95"] is not None:
-                    ax.axhspan(v["mean"] - v["ci95"], v["mean"] + v["ci95"], color="C0", alpha=0.2, label="95% CI")
-                ax.set_xticks(e["seeds"])
-                ax.set_xlabel("seed")
-                ax.legend(fontsize=8)
-            else:
-                others = [f for f, _ in axes if f != flag]
-                lines: dict = {}
-                for e in table:
-                    key = tuple(e["point"][f] for f in others)
-                    lines.setdefault(key, []).append(e)
-                numeric = all(_is_number(x) for x in values)
-                for k, (key, entries) in enumerate(lines.items()):
-                    xs, ys, cis = [], [], []
-                    for e in entries:
-                        v = e["metrics"].get(m)
-                        if v is None:
-                            continue
-                        xs.append(float(e["point"][flag]) if numeric else values.index(e["point"][flag]))
-                        ys.append(v["mean"])
-                        cis.append(v["ci95"] or 0.0)
-                    label = ", ".join(f"{f.lstrip('-')}={x}" for f, x in zip(others, key)) or None
-                    ax.errorbar(xs, ys, yerr=cis, marker="o", capsize=4, label=label, color=f"C{k}")
-                if numeric and all(float(x) > 0 for x in values) and max(map(float, values)) / min(
-                        map(float, values)) >= 10:
-                    ax.set_xscale("log")
-                if not numeric:
-                    ax.set_xticks(range(len(values)), values)
-                ax.set_xlabel(flag.lstrip("-"))
-                if len(lines) > 1:
-                    ax.legend(fontsize=8)
-            ax.set_ylabel(m)
-            ax.grid(alpha=0.3)
-    fig.suptitle("each run, the mean over seeds and its 95% CI" if not axes else "mean over seeds, bars: 95% CI")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def summary_figure(table: list, axes: list, title: str | None = None):
+    """The matplotlib figure of :func:`plot_summary` (None when no run reported a metric)."""
+    import matplotlib.pyplot as plt
+
+    metric_names = list(dict.fromkeys(m for e in table for m in e["metrics"]))
+    if not metric_names:
+        return None
+    cols = axes if axes else [(None, ())]
+    fig, grid = plt.subplots(1, len(cols), figsize=(max(5.5, 1.9 * len(metric_names) + 2) if not axes else 5.5
+                                                    * len(cols), 4.6), squeeze=False)
+    for j, (flag, values) in enumerate(cols):
+        ax = grid[0][j]
+        if flag is None:
+            _plot_seeds(ax, table[0], metric_names)
+        else:
+            _plot_axis(ax, table, axes, flag, values, metric_names)
+        ax.set_ylabel(_quantity(metric_names))
+        ax.grid(alpha=0.3)
+    n = max((len(e["seeds"]) for e in table), default=0)
+    what = (f"each seed and the mean over {n} seeds, bars: 95% CI of the mean" if not axes else
+            f"mean over up to {n} seeds, bars: 95% CI of the mean")
+    fig.suptitle(f"{title}\n{what}" if title else what, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _quantity(names: list) -> str:
+    """The y-axis label: what the metrics measure (they are the same kind within a command)."""
+    for word, label in (("MSE", "MSE on held-out tasks"), ("acc", "query accuracy"), ("loss", "test loss")):
+        if all(word in name for name in names):
+            return label
+    return "metric"
+
+
+def _plot_seeds(ax, entry: dict, names: list) -> None:
+    shown = []
+    for i, m in enumerate(names):
+        v = entry["metrics"].get(m)
+        if v is None:
+            continue
+        vals = np.asarray(v["values"], dtype=float)
+        jitter = np.linspace(-0.12, 0.12, len(vals)) if len(vals) > 1 else np.zeros(1)
+        ax.plot(i - 0.12 + jitter, vals, "o", color="0.55", ms=5, label="each seed" if i == 0 else None)
+        ci = v["ci95"]
+        ax.errorbar([i + 0.22], [v["mean"]], yerr=None if ci is None else [[ci], [ci]], fmt="s", color=f"C{i}",
+                    capsize=6, ms=7, label="mean ± 95% CI" if i == 0 else None)
+        ax.annotate(f"{v['mean']:.3g}" + ("" if ci is None else f" ± {ci:.2g}"), (i + 0.3, v["mean"]),
+                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        shown += [*vals.tolist(), v["mean"]]
+    lo, hi = min(shown), max(shown)
+    pad = 0.15 * (hi - lo) if hi > lo else 0.15 * (abs(hi) or 1.0)
+    ax.set_ylim(0.0 if lo >= 0 else lo - pad, hi + pad)   # follows the values, not the CI
+    ax.set_xlim(-0.6, len(names) - 0.1)
+    ax.set_xticks(range(len(names)), [m.replace(" @", "\nafter ") + " steps" if " @" in m else m for m in names],
+                  fontsize=9)
+    ax.legend(fontsize=8)
+
+
+def _plot_axis(ax, table: list, axes: list, flag: str, values, names: list) -> None:
+    others = [f for f, _ in axes if f != flag]
+    settings: dict = {}
+    for e in table:
+        settings.setdefault(tuple(e["point"][f] for f in others), []).append(e)
+    numeric = all(_is_number(x) for x in values)
+    markers = "osD^v<>"
+    means = []
+    for i, m in enumerate(names):
+        for k, (key, entries) in enumerate(settings.items()):
+            xs, ys, cis = [], [], []
+            for e in entries:
+                v = e["metrics"].get(m)
+                if v is None:
+                    continue
+                xs.append(float(e["point"][flag]) if numeric else values.index(e["point"][flag]))
+                ys.append(v["mean"])
+                cis.append(v["ci95"] or 0.0)
+            means += ys
+            setting = ", ".join(f"{f.lstrip('-')}={x}" for f, x in zip(others, key))
+            ax.errorbar(xs, ys, yerr=cis, marker=markers[k % len(markers)], capsize=4, color=f"C{i}",
+                        linestyle=("-", "--", ":", "-.")[k % 4],
+                        label=m.replace(" @", " after ") + (" steps" if " @" in m else "")
+                        + (f" ({setting})" if setting else ""))
+    if numeric and all(float(x) > 0 for x in values) and max(map(float, values)) / min(map(float, values)) >= 10:
+        ax.set_xscale("log")
+    ax.set_xticks([float(x) for x in values] if numeric else range(len(values)), values)
+    ax.minorticks_off()
+    if means and min(means) > 0 and max(means) / min(means) >= 30:   # e.g. a diverging setting: a log axis
+        ax.set_yscale("log", nonpositive="clip")
+        ax.set_ylim(min(means) / 3, max(means) * 3)                  # follows the means; CI bars are clipped
+    elif means and min(means) >= 0:
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel(flag.lstrip("-"))
+    ax.legend(fontsize=8)
 
 
 def _is_number(text: str) -> bool:

@@ -16,8 +16,10 @@ so the same files always give the same arrays.
 
 Preprocessing: each 105x105 1-bit PNG is converted to 8-bit grey ("L") and resized to
 ``size x size`` (default 28) with Pillow's Lanczos filter, then inverted. (openai/supervised-reptile
-and MAML call ``resize(..., LANCZOS)`` on the 1-bit image itself, for which Pillow silently uses
-nearest-neighbour; converting first gives the anti-aliased image the filter name promises.)
+calls ``.resize((28, 28))`` on the 1-bit image itself, and MAML's preprocessing script
+``resize((28, 28), resample=LANCZOS)``; on a 1-bit image Pillow resizes nearest-neighbour whatever the
+filter, so both get 1-bit 28x28 images. Converting first gives the anti-aliased grey image the Lanczos
+filter promises.)
 Rotation augmentation (:func:`with_rotations`) is applied to arrays afterwards with ``np.rot90``.
 
 Cache: the preprocessed arrays are written once to ``<source>.minireptile-<size>px.npz`` beside the

@@ -27,7 +27,7 @@ def test_first_line_comes_before_the_compile(tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    assert first.startswith("minireptile sine: compiling the numba kernels for float32 (once"), first
+    assert first.startswith("minireptile sine: compiling the numba kernels for tanh/mse with sgd, float32 (once"), first
     assert str(cache) in first
     assert compiled == []
 
@@ -59,3 +59,54 @@ def test_quiet_silences_the_compile_notice_and_progress(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "numba kernels" not in out and "kernels ready" not in out and "iter " not in out
     assert "meta-learned MSE" in out
+
+
+@pytest.mark.parametrize("cached, needle", [(False, "compiling them (not in the cache yet"),
+                                            (True, "loading them from the cache")])
+def test_the_notice_says_compiling_whenever_the_needed_kernel_is_not_cached(tmp_path, capsys, monkeypatch, cached,
+                                                                            needle):
+    """A cache holding other kernels: the notice follows the kernel this run needs, not the folder."""
+    from minireptile.backends import numba_cpu
+    from minireptile.commands import common
+
+    monkeypatch.setattr(common, "numba_cache_dir", lambda: (tmp_path, True))
+    monkeypatch.setattr(numba_cpu, "kernel_cached", lambda spec, dtype, opt: cached)
+    assert main(["sine", "--iters", "2", "--eval-tasks", "2", "--no-plot", "--out", str(tmp_path / "r")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"minireptile sine: looking for the numba kernels for tanh/mse with sgd, float32 in the cache "
+                        f"in {tmp_path} ...")
+    assert lines[1].startswith(f"minireptile sine: {needle}") and lines[2].startswith("minireptile sine: kernels ready")
+
+
+def test_kernel_cached_follows_the_cpu_and_the_kernel():
+    from numba.core.registry import cpu_target
+
+    from minireptile import MLPSpec
+    from minireptile.backends import numba_cpu
+    from minireptile.optim import InnerOptimizer
+
+    spec, opt = MLPSpec((1, 8, 1), "tanh", "mse"), InnerOptimizer("sgd", 0.1)
+    numba_cpu.warmup(spec, "float32", opt)                       # compiled (or loaded) now: in the cache
+    assert numba_cpu.kernel_cached(spec, "float32", opt) is True
+    codegen = cpu_target.target_context.codegen()
+    real = codegen.magic_tuple
+    try:
+        codegen.magic_tuple = lambda: ("x86_64-unknown-linux-gnu", "another-cpu", "")
+        assert numba_cpu.kernel_cached(spec, "float32", opt) is False
+    finally:
+        codegen.magic_tuple = real
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_first_fit_says_it_compiles_unless_progress_is_off(capsys, monkeypatch, progress):
+    from minireptile import Reptile
+    from minireptile.backends import numba_cpu
+
+    monkeypatch.setattr(numba_cpu, "kernel_cached", lambda spec, dtype, opt: False)
+    Reptile((1, 8, 1), seed=0).fit("gist", iters=3, progress="off" if not progress else "lines")
+    err = capsys.readouterr().err
+    if progress:
+        assert err.startswith("minireptile: compiling the numba kernels for tanh/mse with sgd, float32 (once")
+        assert "kernels ready in" in err
+    else:
+        assert err == ""

@@ -71,7 +71,7 @@ def test_divergence_exits_3_and_checkpoints_the_last_finite_theta(data, tmp_path
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--data", "/nonexistent/omniglot"], "data: no such file or folder"),
+    (["--data", "/nonexistent/omniglot"], "argument --data: no such file or folder"),
     (["--ways", "9"], "ways: 9 classes"),                   # meta-test has 7 characters
     (["--train-shots", "5"], "shots: shots \\+ queries = 5"),
     (["--hidden", "8,x"], "argument --hidden"),
