@@ -1,6 +1,6 @@
 """Reptile from scratch: a sine-wave regressor meta-learned in bare NumPy.
 
-    python from_scratch.py            # about 15 s; writes from_scratch.png (needs matplotlib)
+    python from_scratch.py            # about 35 s of CPU; writes from_scratch.png (needs matplotlib)
 
 This is all of Reptile (Nichol, Achiam & Schulman 2018) for one small problem, with no validation,
 no options and no compiled code: an MLP 1-64-64-1 with tanh, its backward pass written by hand, the
@@ -65,7 +65,7 @@ def loss_and_grad(theta, x, y, sizes=SIZES):
 
 
 def inner_loop(theta, x, y, plan, lr, sizes=SIZES):
-    """φ_k: k = len(plan) SGD steps from θ on one task; step i uses the points x[plan[i]]."""
+    """φ_k: k = len(plan) SGD steps from θ on one task; step i (i = 1..k) uses the points x[plan[i − 1]]."""
     phi = theta.copy()
     for idx in plan:
         phi -= lr * loss_and_grad(phi, x[idx], y[idx], sizes)[1]
@@ -73,7 +73,7 @@ def inner_loop(theta, x, y, plan, lr, sizes=SIZES):
 
 
 def reptile_update(theta, phis, eps):
-    """θ + ε·(mean_i φ_i − θ) for the adapted parameters phis, shape (n_tasks, P)."""
+    """θ + ε·(mean over tasks τ of φ^(τ) − θ) for the tasks' adapted parameters phis, shape (n_tasks, P)."""
     return theta + eps * (np.mean(phis, axis=0) - theta)
 
 

@@ -101,7 +101,7 @@ def check_joint_training_step(fn):
     lr, eps = 0.1, 0.5
     got = fn(spec, theta, X, Y, lr, eps)
     mean_grad = np.mean([loss_and_grad(spec, theta, x, y)[1] for x, y in zip(X, Y)], axis=0)
-    _close("joint_training_step (θ − εα ∇ mean_t L_t(θ))", got, theta - eps * lr * mean_grad, rtol=1e-10, atol=1e-13)
+    _close("joint_training_step (θ − εα ∇ mean_τ L_τ(θ))", got, theta - eps * lr * mean_grad, rtol=1e-10, atol=1e-13)
     full = np.broadcast_to(np.arange(6), (4, 1, 6))        # k = 1 step on each task's 6 points
     reptile_k1 = reptile_update(theta, inner_loop(spec, theta, X, Y, full, InnerOptimizer("sgd", lr)).phi, eps)
     _close("joint_training_step (against Reptile with k = 1)", got, reptile_k1, rtol=1e-10, atol=1e-13)
@@ -115,7 +115,7 @@ def _hvp_oracle(spec, theta, X, Y, v, h=1e-5):
 def check_hvp_finite_differences(fn):
     spec, theta, X, Y, v, rng = _problem(4)
     # a linear model's MSE is quadratic, so its H·v is known in closed form: R{out} = X Vᵀ + v_b,
-    # H·v = (2/N) (R{out}ᵀ X, Σ_b R{out}) with N = B·d_out
+    # H·v = (2/N) (R{out}ᵀ X, Σ_b R{out}) with M = B·d_out
     lin = MLPSpec((2, 3), "tanh", "mse")
     t, w = rng.normal(size=lin.n_params), rng.normal(size=lin.n_params)
     Rout = X @ w[:6].reshape(3, 2).T + w[6:]
@@ -261,7 +261,7 @@ def check_gradient_combination(fn):
     _close("gradient_combination (all ones is (θ − φ_k)/α)", reptile, (theta - phi) / lr, rtol=1e-8, atol=1e-10)
     cos = [np.dot(fn(spec, theta, X, Y, plan, lr, c), reptile) /
            (np.linalg.norm(fn(spec, theta, X, Y, plan, lr, c)) * np.linalg.norm(reptile)) for c in np.eye(k)]
-    return "cosine of g_s with Reptile's direction: " + ", ".join(f"g{s + 1} {c:.3f}" for s, c in enumerate(cos))
+    return "cosine of g_i with Reptile's direction: " + ", ".join(f"g{i + 1} {c:.3f}" for i, c in enumerate(cos))
 
 
 # the progression: backprop pieces, Reptile itself, then second derivatives and MAML

@@ -9,7 +9,7 @@ checker compares your function with an independent computation (finite differenc
 on the same seed, or an identity the library satisfies) on random problems.
 
 Shapes: θ (P,) flat parameters; X (B, d_in); Y (B, d_out) float targets; one task's data
-X (n_points, d_in) with a plan (k, batch) of point indices, row s−1 the minibatch of inner step s
+X (n_points, d_in) with a plan (k, batch) of point indices, row i−1 the minibatch of inner step i
 (steps count from 1, φ_0 = θ, as in the docs' notation page). You may use numpy and
 ``from minireptile import ...``, but an exercise that asks you to write a library function checks
 that you do not call it.
@@ -43,7 +43,7 @@ def softmax_ce_grad(out, y):
 
 
 def reptile_update(theta, phi, eps):
-    """Reptile's outer update θ + ε (mean_t φ_t − θ) over the tasks t. θ (P,), φ (n_tasks, P), ε a float.
+    """Reptile's outer update θ + ε (mean_τ φ^(τ) − θ) over the tasks τ. θ (P,), φ (n_tasks, P), ε a float.
 
     Returns (P,). Level 1, 5 min. Write the line yourself (the checker does not let you call the
     library's ``reptile_update``).
@@ -54,10 +54,10 @@ def reptile_update(theta, phi, eps):
 
 # --- Part B: Reptile itself -------------------------------------------------------------------
 def sgd_inner_loop(spec, theta, X, Y, plan, lr):
-    """The inner loop for one task: k SGD steps φ_s = φ_{s−1} − α ∇L_s(φ_{s−1}), φ_0 = θ; return φ_k.
+    """The inner loop for one task: k SGD steps φ_i = φ_{i−1} − α ∇L_i(φ_{i−1}), φ_0 = θ; return φ_k.
 
     X (n_points, d_in), Y (n_points, d_out), plan (k, batch) of point indices (row s−1 is
-    minibatch s), lr = α. Returns (P,); do not modify θ. Level 1, 15 min.
+    minibatch i), lr = α. Returns (P,); do not modify θ. Level 1, 15 min.
     Hint: ``loss_and_grad(spec, phi, X[idx], Y[idx])`` returns (loss, gradient); do not call ``inner_loop``.
     Predict, then measure: is the minibatch loss lower after the k steps than before them, on every task?
     """
@@ -90,7 +90,7 @@ def serial_reptile(spec, theta, X, Y, plans, lr, eps0, eps_final):
 
 
 def batched_reptile(spec, theta, X, Y, plans, lr, eps0, eps_final):
-    """Batched Reptile: each iteration adapts n tasks from the same θ, then θ ← θ + ε_t (mean_t φ_t − θ).
+    """Batched Reptile: each iteration adapts n tasks from the same θ, then θ ← θ + ε_t (mean_τ φ^(τ) − θ).
 
     X (T, n_tasks, n_points, d_in), Y (T, n_tasks, n_points, d_out), plans (T, n_tasks, k, batch).
     Returns θ (P,). Level 2, 15 min (after ``serial_reptile``).
@@ -113,8 +113,8 @@ def hvp_r_operator(spec, theta, X, Y, v):
     """The exact H·v for a tanh MLP with MSE loss, by the R-operator R{x} = d/dr x(θ + r v) at r = 0.
 
     Start from the forward and backward pass of ``minireptile.reference.loss_and_grad`` and give
-    every line its R-line, with (V_l, v_l) the weight and bias views of v for layer l
-    (``unflatten(spec, v)``): R{z} = R{a} Wᵀ + a Vᵀ + v_l, R{tanh(z)} = tanh'(z) R{z},
+    every line its R-line, with (V_l, v_b,l) the weight and bias views of v for layer l
+    (``unflatten(spec, v)``): R{z} = R{a} Wᵀ + a Vᵀ + v_b,l, R{tanh(z)} = tanh'(z) R{z},
     R{δᵀ a} = R{δ}ᵀ a + δᵀ R{a}, ... The R-lines of the gradient lines (dW, db) add up to H·v,
     laid out like θ. Returns (P,). Level 3, 60 min.
     Predict, then measure: how far from the finite-difference H·v is yours, 1e-4, 1e-8 or 1e-12?
@@ -136,9 +136,9 @@ def fomaml_gradient(spec, theta, X, Y, plan, lr):
 def maml_gradient(spec, theta, X, Y, plan, query, lr):
     """The exact MAML meta-gradient d L_q(φ_k)/dθ of one task, through k inner SGD steps.
 
-    Forward: φ_0 = θ, φ_s = φ_{s−1} − α ∇L_s(φ_{s−1}) (keep every φ_s). Backward: v ← ∇L_q(φ_k) on
-    the query points; for s = k, k−1, …, 1: v ← v − α H_s(φ_{s−1}) v, where H_s is the Hessian of
-    minibatch s's loss (your ``hvp_r_operator``). The result is (I − αH_1(φ_0))⋯(I − αH_k(φ_{k−1}))
+    Forward: φ_0 = θ, φ_i = φ_{i−1} − α ∇L_i(φ_{i−1}) (keep every φ_i). Backward: v ← ∇L_q(φ_k) on
+    the query points; for i = k, k−1, …, 1: v ← v − α H_i(φ_{i−1}) v, where H_i is the Hessian of
+    minibatch i's loss (your ``hvp_r_operator``). The result is (I − αH_1(φ_0))⋯(I − αH_k(φ_{k−1}))
     ∇L_q(φ_k). X (n_points, d_in), plan (k, batch), query (q,) point indices. Returns (P,).
     Level 3, 45 min. The checker compares with central differences of θ ↦ L_q(φ_k(θ)).
     Predict, then measure: how large is the Hessian part (MAML − first-order MAML) relative to
@@ -150,7 +150,7 @@ def maml_gradient(spec, theta, X, Y, plan, query, lr):
 def reptile_second_order(spec, theta, X, Y, plan, lr):
     """The §5 Taylor prediction of one task's Reptile update in gradient units.
 
-    (θ − φ_k)/α = Σ_s ḡ_s − α Σ_{r<s} H̄_s ḡ_r + O(α²), with ḡ_s = ∇L_s(θ) and H̄_s = ∇²L_s(θ), both at
+    (θ − φ_k)/α = Σ_i ḡ_i − α Σ_{j<i} H̄_i ḡ_j + O(α²), with ḡ_i = ∇L_i(θ) and H̄_i = ∇²L_i(θ), both at
     θ (not along the path). Return the two written terms, (P,). X (n_points, d_in), plan (k, batch).
     Level 2, 30 min. The checker measures the residual ‖(θ − φ_k)/α − yours‖ at α, α/2, α/4, α/8
     and prints the slope of log residual against log α.
@@ -161,9 +161,9 @@ def reptile_second_order(spec, theta, X, Y, plan, lr):
 
 
 def gradient_combination(spec, theta, X, Y, plan, lr, coeffs):
-    """A §6.2 meta-update direction Σ_s c_s g_s for one task, g_s = ∇L_s(φ_{s−1}) along SGD's own path.
+    """A §6.2 meta-update direction Σ_i c_i g_i for one task, g_i = ∇L_i(φ_{i−1}) along SGD's own path.
 
-    coeffs (k,) floats; φ_0 = θ, φ_s = φ_{s−1} − α g_s. Returns (P,). Level 2, 20 min.
+    coeffs (k,) floats; φ_0 = θ, φ_i = φ_{i−1} − α g_i. Returns (P,). Level 2, 20 min.
     Predict, then measure: which coefficients give Reptile's (θ − φ_k)/α, which FOMAML, which
     joint training? (The checker prints the cosine of each with Reptile's direction.)
     """

@@ -35,7 +35,7 @@ def joint_training_step(spec, theta, X, Y, lr, eps):
     X (n_tasks, n_points, d_in), Y (n_tasks, n_points, d_out). Reptile with k = 1 full-batch
     inner step computes exactly this.
     """
-    grads = [loss_and_grad(spec, theta, X[i], Y[i])[1] for i in range(len(X))]
+    grads = [loss_and_grad(spec, theta, X[tau], Y[tau])[1] for tau in range(len(X))]
     return theta - eps * lr * np.mean(grads, axis=0)
 
 
@@ -49,7 +49,7 @@ def hvp_finite_differences(spec, theta, X, Y, v, h=1e-5):
 def hvp_r_operator(spec, theta, X, Y, v):
     """Exact H·v for a tanh MLP with MSE loss, by the R-operator R{x} = d/dr x(θ + r v) at r = 0.
 
-    Every line of the backward pass gets its R-line, using (V_l, v_l), the weight and bias views of v for layer l.
+    Every line of the backward pass gets its R-line, using (V_l, v_b,l), the weight and bias views of v for layer l.
     """
     Ws, Vs = unflatten(spec, theta), unflatten(spec, v)
     n = len(Ws)
@@ -90,7 +90,7 @@ def fomaml_gradient(spec, theta, X, Y, plan, lr):
 # From the inner loop to MAML: write Reptile itself, then the meta-gradients beside it
 # ---------------------------------------------------------------------------------------------
 def sgd_inner_loop(spec, theta, X, Y, plan, lr):
-    """φ_k after k SGD steps on one task: φ_s = φ_{s−1} − α ∇L_s(φ_{s−1}), φ_0 = θ.
+    """φ_k after k SGD steps on one task: φ_i = φ_{i−1} − α ∇L_i(φ_{i−1}), φ_0 = θ.
 
     X (n_points, d_in), Y (n_points, d_out), plan (k, batch): row s−1 holds minibatch s's indices.
     Returns (P,); θ is not modified.
@@ -124,7 +124,7 @@ def batched_reptile(spec, theta, X, Y, plans, lr, eps0, eps_final):
     T = len(X)
     for t in range(T):
         eps = eps0 + (eps_final - eps0) * t / T
-        phis = np.array([sgd_inner_loop(spec, theta, X[t, i], Y[t, i], plans[t, i], lr) for i in range(X.shape[1])])
+        phis = np.array([sgd_inner_loop(spec, theta, X[t, tau], Y[t, tau], plans[t, tau], lr) for tau in range(X.shape[1])])
         theta = theta + eps * (phis.mean(axis=0) - theta)
     return theta
 
@@ -132,35 +132,35 @@ def batched_reptile(spec, theta, X, Y, plans, lr, eps0, eps_final):
 def maml_gradient(spec, theta, X, Y, plan, query, lr):
     """The exact MAML meta-gradient d L_q(φ_k)/dθ of one task, backwards through the k SGD steps.
 
-    v ← ∇L_q(φ_k); for s = k … 1: v ← v − α H_s(φ_{s−1}) v, with H_s the Hessian of minibatch s's
+    v ← ∇L_q(φ_k); for i = k … 1: v ← v − α H_i(φ_{i−1}) v, with H_i the Hessian of minibatch i's
     loss. X (n_points, d_in), plan (k, batch), query (q,) point indices. Returns (P,).
     """
     phis = [theta]
     for idx in plan:
         phis.append(phis[-1] - lr * loss_and_grad(spec, phis[-1], X[idx], Y[idx])[1])
     v = loss_and_grad(spec, phis[-1], X[query], Y[query])[1]
-    for s in range(len(plan) - 1, -1, -1):
-        v = v - lr * hvp_r_operator(spec, phis[s], X[plan[s]], Y[plan[s]], v)
+    for i in range(len(plan) - 1, -1, -1):            # v ← (I − α H_{i+1}(φ_i)) v, 0-based rows
+        v = v - lr * hvp_r_operator(spec, phis[i], X[plan[i]], Y[plan[i]], v)
     return v
 
 
 def reptile_second_order(spec, theta, X, Y, plan, lr):
-    """The §5 prediction of one task's Reptile update in gradient units, (θ − φ_k)/α ≈ Σ_s ḡ_s − α Σ_{r<s} H̄_s ḡ_r.
+    """The §5 prediction of one task's Reptile update in gradient units, (θ − φ_k)/α ≈ Σ_i ḡ_i − α Σ_{j<i} H̄_i ḡ_j.
 
-    ḡ_s = ∇L_s(θ) and H̄_s = ∇²L_s(θ), all at θ. X (n_points, d_in), plan (k, batch). Returns (P,).
+    ḡ_i = ∇L_i(θ) and H̄_i = ∇²L_i(θ), all at θ. X (n_points, d_in), plan (k, batch). Returns (P,).
     """
     gbar = [loss_and_grad(spec, theta, X[idx], Y[idx])[1] for idx in plan]
     pred, before = np.zeros_like(theta), np.zeros_like(theta)
-    for s, idx in enumerate(plan):
-        if s > 0:
+    for i, idx in enumerate(plan):
+        if i > 0:
             pred -= lr * hvp_r_operator(spec, theta, X[idx], Y[idx], before)
-        pred += gbar[s]
-        before = before + gbar[s]
+        pred += gbar[i]
+        before = before + gbar[i]
     return pred
 
 
 def gradient_combination(spec, theta, X, Y, plan, lr, coeffs):
-    """A §6.2 meta-update direction Σ_s c_s g_s for one task, g_s = ∇L_s(φ_{s−1}) along SGD's own path.
+    """A §6.2 meta-update direction Σ_i c_i g_i for one task, g_i = ∇L_i(φ_{i−1}) along SGD's own path.
 
     coeffs (k,): all ones is Reptile's (θ − φ_k)/α, the last unit vector FOMAML, the first joint
     training. X (n_points, d_in), plan (k, batch). Returns (P,).

@@ -101,7 +101,7 @@ WRONG = {
         solutions.serial_reptile(spec, theta, X[:, 0], Y[:, 0], plans[:, 0], lr, e0, e1),
     # the Hessian products taken at θ instead of along the path φ_{s−1}
     "maml_gradient": lambda spec, theta, X, Y, plan, query, lr: _exec(
-        SOLUTIONS.read_text().replace("hvp_r_operator(spec, phis[s],", "hvp_r_operator(spec, theta,"),
+        SOLUTIONS.read_text().replace("hvp_r_operator(spec, phis[i],", "hvp_r_operator(spec, theta,"),
         "maml_gradient")(spec, theta, X, Y, plan, query, lr),
     # the first-order terms only: the residual is O(α), slope 1
     "reptile_second_order": lambda spec, theta, X, Y, plan, lr:
