@@ -176,6 +176,48 @@ def numba_before_after(path: Path, data: Path = Path(__file__).resolve().parent 
     plt.close(fig)
 
 
+def meta_vs_random(path: Path, steps=(1, 4, 32), seed: int = 7) -> None:
+    """The opener's figure: a new sine task fitted from 10 points after 1, 4 and 32 SGD steps, from the
+    meta-learned θ of a real ``minireptile sine`` run and from that run's random θ0 (the interactive page's θ)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import importlib.util
+
+    from minireptile import InnerOptimizer, MLPSpec, forward, inner_loop
+
+    spec = importlib.util.spec_from_file_location("interactive_theta", Path(__file__).resolve().parent / "interactive_theta.py")
+    exported = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exported)
+    run = exported.load()
+    spec = MLPSpec(tuple(run["sizes"]), run["activation"], "mse")
+    rng = np.random.default_rng(seed)
+    amp, phase = rng.uniform(0.1, 5.0), rng.uniform(0, 2 * np.pi)          # the run's task family
+    grid = np.linspace(-5, 5, 200)[:, None]
+    x = rng.choice(np.linspace(-5, 5, 50), size=10, replace=False)[:, None]
+    y = amp * np.sin(x + phase)
+    fig, axes = plt.subplots(1, len(steps), figsize=(11, 4.0), sharey=True)
+    for ax, k in zip(axes, steps):
+        ax.plot(grid, amp * np.sin(grid + phase), color="0.6", lw=4, alpha=0.5, label="the new task (unknown)")
+        mses = []
+        for name, color, label in (("theta", "tab:blue", r"adapted from the meta-learned $\theta$"),
+                                   ("theta0", "tab:red", r"adapted from a random $\theta_0$")):
+            plan = np.broadcast_to(np.arange(10), (1, k, 10))
+            phi = inner_loop(spec, run[name], x[None], y[None], plan, InnerOptimizer("sgd", run["inner_lr"])).phi[0]
+            mses.append(float(np.mean((forward(spec, phi, grid) - amp * np.sin(grid + phase)) ** 2)))
+            ax.plot(grid, forward(spec, phi, grid), color=color, lw=2, label=label)
+        ax.plot(x, y, "ko", ms=5, label="10 points of the task")
+        ax.set(title=f"after {k} step{'s' if k > 1 else ''}: MSE {mses[0]:.2f} vs {mses[1]:.2f}", xlabel="x",
+               ylim=(-6, 6))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=9, frameon=False)
+    axes[0].set_ylabel("y")
+    fig.tight_layout()
+    fig.subplots_adjust(bottom=0.24)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def draw_all(folder: Path) -> None:
     """Every figure of the plain pages, into ``folder``."""
     folder = Path(folder)
@@ -183,6 +225,7 @@ def draw_all(folder: Path) -> None:
     reptile_geometry(folder / "reptile_geometry.png")
     from_scratch_plot(folder / "from_scratch.png")
     numba_before_after(folder / "numba_before_after.png")
+    meta_vs_random(folder / "meta_vs_random.png")
 
 
 if __name__ == "__main__":
