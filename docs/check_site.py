@@ -12,6 +12,7 @@ asks for anything outside the site. For each page it
 * waits for MathJax to typeset, then counts the rendered formulas (``mjx-container``) against the math
   in the page and requires no MathJax error (``mjx-merror``);
 * requires every image to have loaded (``naturalWidth > 0``);
+* requires every notebook code cell and table to fit the page at 1280 px (nothing scrolled sideways);
 * requires an empty console (no errors or warnings) and no request to another host;
 * saves a full-page screenshot to ``--out``.
 
@@ -101,6 +102,10 @@ ready.then(() => {
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
     resources: performance.getEntriesByType('resource').map(e => e.name),
     title: document.title,
+    // code cells and tables wider than their box: lines that would be clipped (scrolled) at this width
+    clipped: Array.from(document.querySelectorAll('div.cell_input pre, div.table-wrapper'))
+      .filter(e => e.scrollWidth > e.clientWidth + 1)
+      .map(e => e.tagName.toLowerCase() + ': ' + e.textContent.trim().slice(0, 60)),
   });
 }).catch(e => done({error: String(e)}));
 """
@@ -118,6 +123,8 @@ def check_page(driver, base: str, page: str, out: Path) -> list[str]:
         problems.append(f"{page}: {state['rendered']} of {state['math']} formulas rendered")
     if state["merrors"]:
         problems.append(f"{page}: {state['merrors']} MathJax errors")
+    if state.get("clipped"):
+        problems.append(f"{page}: {len(state['clipped'])} code cells or tables wider than the page: {state['clipped'][:3]}")
     if state["broken"]:
         problems.append(f"{page}: images that did not load: {state['broken']}")
     foreign = [url for url in state["resources"] if not url.startswith(base)]

@@ -121,9 +121,9 @@ def main(iters=30000, out="from_scratch.png", seed=0):
         path = adapt(start, shots, f(shots), 32)
         ax.plot(GRID, f(GRID), "k", lw=2, label="true task")
         ax.plot(shots, f(shots), "ko", label="10 shots")
-        for s, color in zip((0, 8, 16, 24, 32), plt.cm.viridis(np.linspace(0, 0.9, 5))):
+        for s, color in zip((0, 1, 2, 4, 32), plt.cm.viridis(np.linspace(0, 0.9, 5))):
             mse = np.mean((forward(path[s], GRID) - f(GRID)) ** 2)
-            ax.plot(GRID, forward(path[s], GRID), color=color, label=f"after {s} steps (MSE {mse:.2f})")
+            ax.plot(GRID, forward(path[s], GRID), color=color, label=f"after {s} step{'' if s == 1 else 's'} (MSE {mse:.2f})")
         top = 1.5 * np.abs(f(GRID)).max() + 0.5                 # the y-range follows the task
         ax.set(title=f"adapting from the {name}", xlabel="x", ylim=(-top, top))
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
