@@ -79,8 +79,8 @@ def _naive_softmax(out, y):
 
 def _no_anneal(name):
     """Reptile with a constant ε = eps0 (the annealing forgotten)."""
-    f = getattr(solutions, name)
-    return lambda spec, theta, X, Y, plans, lr, eps0, eps_final: f(spec, theta, X, Y, plans, lr, eps0, eps0)
+    return lambda spec, theta, X, Y, plans, lr, eps0, eps_final: \
+        getattr(solutions, name)(spec, theta, X, Y, plans, lr, eps0, eps0)
 
 
 WRONG = {
