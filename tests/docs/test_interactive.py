@@ -230,3 +230,66 @@ def test_the_page_arithmetic_equals_the_reference_in_chromium(page):
     res = page.evaluate(f"{JS_CALLS}(MiniReptile, MINIREPTILE_SINE, {json.dumps(X.tolist())}, "
                         f"{json.dumps(Y.tolist())}, {K})")
     _check_js_result(res)
+
+
+# ---------------------------------------------------------------------------------------------
+# the geometry panel: Reptile, joint training and MAML on the 2-D toy
+# ---------------------------------------------------------------------------------------------
+def _geometry_paths(tasks, theta0, eps, k, alpha, T):
+    """The three updates of docs/_static/interactive/geometry.js, written from its contract in NumPy."""
+    A = np.array([t["a"] for t in tasks])
+    b = np.array([t["b"] for t in tasks])
+
+    def grad(a, bb, th):
+        return a * (a @ th - bb)
+
+    def adapt(a, bb, th):
+        for _ in range(k):
+            th = th - alpha * grad(a, bb, th)
+        return th
+
+    def maml(a, bb, th):
+        v = grad(a, bb, adapt(a, bb, th))
+        H = np.outer(a, a)
+        for _ in range(k):
+            v = v - alpha * H @ v
+        return v
+
+    out = {name: [np.array(theta0, float)] for name in ("reptile", "joint", "maml")}
+    for _ in range(T):
+        th = out["reptile"][-1]
+        out["reptile"].append(th + eps * (np.mean([adapt(a, bb, th) for a, bb in zip(A, b)], axis=0) - th))
+        th = out["joint"][-1]
+        out["joint"].append(th - eps * alpha * k * np.mean([grad(a, bb, th) for a, bb in zip(A, b)], axis=0))
+        th = out["maml"][-1]
+        out["maml"].append(th - eps * alpha * k * np.mean([maml(a, bb, th) for a, bb in zip(A, b)], axis=0))
+    return {name: np.array(p) for name, p in out.items()}
+
+
+GEOMETRY_CASES = [(0.5, 1, 50), (0.5, 5, 200), (1.0, 10, 30)]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_geometry_panel_equals_its_numpy_version_in_node():
+    script = (f"var G = require({json.dumps(str(STATIC / 'geometry.js'))});\n"
+              f"console.log(JSON.stringify({{tasks: G.TASKS, paths: {json.dumps(GEOMETRY_CASES)}.map("
+              f"function (c) {{ return G.paths([0.2, -1.1], c[0], c[1], 0.3, c[2]); }})}}));")
+    done = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    res = json.loads(done.stdout)
+    for (eps, k, T), got in zip(GEOMETRY_CASES, res["paths"]):
+        want = _geometry_paths(res["tasks"], [0.2, -1.1], eps, k, 0.3, T)
+        for name in want:
+            _close(got[name], want[name], f"{name} path (ε={eps}, k={k})")
+    k1 = _geometry_paths(res["tasks"], [0.2, -1.1], 0.5, 1, 0.3, 50)
+    np.testing.assert_allclose(k1["reptile"], k1["joint"], rtol=1e-12, atol=1e-14)   # k = 1 Reptile is joint training
+
+
+def test_the_geometry_page_loads_from_file_with_no_console_error(page):
+    page.events.clear()
+    page.send("Page.navigate", url=(STATIC / "geometry.html").as_uri())
+    page.wait_for("Page.loadEventFired")
+    caption = page.evaluate("document.getElementById('caption').textContent")
+    assert caption.startswith("Reptile ends at (") and "MAML ends at" in caption
+    assert page.evaluate("document.getElementById('T-value').textContent") == "200"
+    assert _problems(page.events) == []
