@@ -19,7 +19,7 @@ question: write your prediction down *before* you run the check, then compare wi
 """
 import numpy as np  # noqa: F401
 
-from minireptile import InnerOptimizer, inner_loop, loss_and_grad, reptile_update, unflatten  # noqa: F401
+from minireptile import InnerOptimizer, inner_loop, loss_and_grad, unflatten  # noqa: F401
 
 
 # --- Part A: the pieces of backpropagation and of the outer update ---------------------------
