@@ -3,14 +3,16 @@
     python -m sphinx -W --keep-going -b html docs docs/_build/html      # build the site first
     python docs/check_site.py                                           # then check it
 
-Needs Chromium and its driver (Debian: ``apt-get install chromium chromium-driver``) and Selenium
-(``pip install selenium``). The site is served from a local HTTP server on 127.0.0.1, and Chromium runs
+Needs the system's Chromium and its driver (Debian: ``apt-get install chromium chromium-driver``) and
+Selenium (in the ``docs`` extra). Without page names it checks every page of the site (name pages to check
+fewer). The site is served from a local HTTP server on 127.0.0.1, and Chromium runs
 headless with its background networking switched off, so the check needs no network and fails if a page
 asks for anything outside the site. For each page it
 
 * waits for MathJax to typeset, then counts the rendered formulas (``mjx-container``) against the math
   in the page and requires no MathJax error (``mjx-merror``);
 * requires every image to have loaded (``naturalWidth > 0``);
+* requires every notebook code cell and table to fit the page at 1280 px (nothing scrolled sideways);
 * requires an empty console (no errors or warnings) and no request to another host;
 * saves a full-page screenshot to ``--out``.
 
@@ -46,6 +48,16 @@ def external_assets(site: Path) -> list[str]:
                 continue
             found.append(f"{page.relative_to(site)}: {url}")
     return found
+
+
+SKIP = {"genindex.html", "search.html", "py-modindex.html"}      # generated indexes, no content of ours
+
+
+def site_pages(site: Path) -> list[str]:
+    """Every page of the built site, relative to it: the documents and the interactive pages under _static."""
+    pages = [p.relative_to(site).as_posix() for p in sorted(site.rglob("*.html"))]
+    return [p for p in pages if p not in SKIP and not p.startswith(("_sources/", "_downloads/", "_static/mathjax/"))
+            and (not p.startswith("_static/") or p.startswith("_static/interactive/"))]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -90,6 +102,10 @@ ready.then(() => {
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
     resources: performance.getEntriesByType('resource').map(e => e.name),
     title: document.title,
+    // code cells and tables wider than their box: lines that would be clipped (scrolled) at this width
+    clipped: Array.from(document.querySelectorAll('div.cell_input pre, div.table-wrapper'))
+      .filter(e => e.scrollWidth > e.clientWidth + 1)
+      .map(e => e.tagName.toLowerCase() + ': ' + e.textContent.trim().slice(0, 60)),
   });
 }).catch(e => done({error: String(e)}));
 """
@@ -107,6 +123,8 @@ def check_page(driver, base: str, page: str, out: Path) -> list[str]:
         problems.append(f"{page}: {state['rendered']} of {state['math']} formulas rendered")
     if state["merrors"]:
         problems.append(f"{page}: {state['merrors']} MathJax errors")
+    if state.get("clipped"):
+        problems.append(f"{page}: {len(state['clipped'])} code cells or tables wider than the page: {state['clipped'][:3]}")
     if state["broken"]:
         problems.append(f"{page}: images that did not load: {state['broken']}")
     foreign = [url for url in state["resources"] if not url.startswith(base)]
@@ -131,16 +149,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--site", type=Path, default=HERE / "_build" / "html", help="the built site (default docs/_build/html)")
     parser.add_argument("--out", type=Path, default=HERE / "_build" / "screenshots", help="screenshot folder")
-    parser.add_argument("pages", nargs="*", default=["index.html", "tutorials/sine.html", "notation.html", "api.html"],
-                        help="pages to open (default: index.html tutorials/sine.html notation.html api.html)")
+    parser.add_argument("pages", nargs="*", help="pages to open, relative to the site (default: every page)")
     args = parser.parse_args(argv)
     if not (args.site / "index.html").exists():
         parser.error(f"--site: no index.html in {args.site}; build the site first")
     try:
         import selenium  # noqa: F401
     except ImportError:
-        parser.error("this check needs Selenium: pip install selenium")
+        parser.error('this check needs Selenium: pip install -e ".[docs]" (or pip install selenium)')
     args.out.mkdir(parents=True, exist_ok=True)
+    pages = args.pages or site_pages(args.site)
 
     problems = [f"external asset {a}" for a in external_assets(args.site)]
     server = serve(args.site)
@@ -148,7 +166,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as user_data:
         driver = browser(user_data)
         try:
-            for page in args.pages:
+            for page in pages:
                 problems += check_page(driver, base, page, args.out)
         finally:
             driver.quit()

@@ -57,6 +57,7 @@ autodoc_member_order = "bysource"
 html_theme = "furo"
 html_title = f"minireptile {release}"
 html_static_path = ["_static"]
+html_css_files = ["course.css"]              # wrap code cells and wide tables to fit the page
 html_favicon = "_static/favicon.svg"
 html_show_sourcelink = False
 
@@ -64,15 +65,15 @@ suppress_warnings = ["mystnb.unknown_mime_type"]
 
 
 def _build_time_files(app) -> None:
-    """Draw the pages' figures and write each tutorial as a downloadable .ipynb (docs/generated/)."""
+    """Draw the pages' figures and write each tutorial as a downloadable .ipynb (docs/generated/, notebooks.py)."""
     import figures
-    import jupytext
+    import notebooks
 
     out = HERE / "generated"
     out.mkdir(exist_ok=True)
     figures.draw_all(out)
     for page in sorted((HERE / "tutorials").glob("*.md")):
-        jupytext.write(jupytext.read(page), out / f"{page.stem}.ipynb", fmt="ipynb")
+        notebooks.write_notebook(page, out / f"{page.stem}.ipynb", app.config.html_baseurl or None)
 
 
 def setup(app):

@@ -11,7 +11,7 @@ import numpy as np
 
 
 def _tasks():
-    """Three tasks on θ ∈ R²: L_τ(θ) = ½ (a_τ·θ − b_τ)², whose solution sets W_τ are lines."""
+    """Three tasks on θ ∈ R²: L_τ(θ) = ½ (a_τ·θ − b_τ)², whose solution sets 𝒲_τ are lines."""
     a = np.array([[1.0, 0.35], [-0.25, 1.0], [1.0, -1.1]])
     a /= np.linalg.norm(a, axis=1, keepdims=True)
     b = np.array([1.0, 1.2, -0.1])
@@ -38,27 +38,28 @@ def reptile_geometry(path: Path) -> None:
     s = np.linspace(-3, 3, 2)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     for ax in axes:
-        for i, (ai, bi) in enumerate(zip(a, b)):
-            base, direction = ai * bi, np.array([-ai[1], ai[0]])      # a point on W_i and the line's direction
+        for tau, (at, bt) in enumerate(zip(a, b)):
+            base, direction = at * bt, np.array([-at[1], at[0]])      # a point on 𝒲_τ and the line's direction
             pts = base + s[:, None] * direction
-            ax.plot(pts[:, 0], pts[:, 1], color=colors[i], lw=2, label=f"$W_{i + 1}$: solutions of task {i + 1}")
+            ax.plot(pts[:, 0], pts[:, 1], color=colors[tau], lw=2,
+                    label=rf"$\mathcal{{W}}_{tau + 1}$: solutions of task $\tau = {tau + 1}$")
         ax.set_aspect("equal")
-        ax.set(xlim=(-1.6, 1.9), ylim=(-1.4, 1.9), xlabel=r"$\theta^{(1)}$", ylabel=r"$\theta^{(2)}$")
+        ax.set(xlim=(-1.6, 1.9), ylim=(-1.4, 1.9), xlabel=r"coordinate 1 of $\theta$", ylabel=r"coordinate 2 of $\theta$")
     # left: one batched outer step from θ
     theta = np.array([0.2, -1.1])
     ax = axes[0]
     phis = []
-    for i, (ai, bi) in enumerate(zip(a, b)):
-        p = _adapt(theta, ai, bi)
+    for tau, (at, bt) in enumerate(zip(a, b)):
+        p = _adapt(theta, at, bt)
         phis.append(p[-1])
-        ax.plot(p[:, 0], p[:, 1], ".-", color=colors[i], ms=5, lw=1)
-        ax.annotate(f"$\\phi_{i + 1}$", p[-1], textcoords="offset points", xytext=(6, -10), color=colors[i])
+        ax.plot(p[:, 0], p[:, 1], ".-", color=colors[tau], ms=5, lw=1)
+        ax.annotate(f"$\\phi^{{({tau + 1})}}$", p[-1], textcoords="offset points", xytext=(6, -10), color=colors[tau])
     eps = 0.5
     new = theta + eps * (np.mean(phis, axis=0) - theta)
     ax.plot(*theta, "ko", ms=7)
     ax.annotate(r"$\theta$", theta, textcoords="offset points", xytext=(-14, -4))
     ax.plot(*np.mean(phis, axis=0), "k+", ms=10, mew=2)
-    ax.annotate(r"mean $\phi_i$", np.mean(phis, axis=0), textcoords="offset points", xytext=(6, 4))
+    ax.annotate(r"mean $\phi^{(\tau)}$", np.mean(phis, axis=0), textcoords="offset points", xytext=(6, 4))
     ax.annotate("", new, theta, arrowprops=dict(arrowstyle="->", lw=2))
     ax.annotate(r"new $\theta$", new, textcoords="offset points", xytext=(6, -4))
     ax.set_title("one outer step: 5 inner steps per task, ε = 0.5", fontsize=10)
@@ -68,11 +69,11 @@ def reptile_geometry(path: Path) -> None:
     traj = [theta]
     T = 300
     for t in range(T):
-        i = rng.integers(3)
-        phi = _adapt(traj[-1], a[i], b[i])[-1]
+        tau = rng.integers(3)
+        phi = _adapt(traj[-1], a[tau], b[tau])[-1]
         traj.append(traj[-1] + 0.5 * (1 - t / T) * (phi - traj[-1]))
     traj = np.array(traj)
-    # the point with the least summed squared distance to the three lines: Σ_i (a_i·θ − b_i)² minimal
+    # the point with the least summed squared distance to the three lines: Σ_τ (a_τ·θ − b_τ)² minimal
     best = np.linalg.lstsq(a, b, rcond=None)[0]
     ax = axes[1]
     ax.plot(traj[:, 0], traj[:, 1], "k-", lw=0.8, alpha=0.6)
@@ -175,6 +176,48 @@ def numba_before_after(path: Path, data: Path = Path(__file__).resolve().parent 
     plt.close(fig)
 
 
+def meta_vs_random(path: Path, steps=(1, 4, 32), seed: int = 7) -> None:
+    """The opener's figure: a new sine task fitted from 10 points after 1, 4 and 32 SGD steps, from the
+    meta-learned θ of a real ``minireptile sine`` run and from that run's random θ0 (the interactive page's θ)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import importlib.util
+
+    from minireptile import InnerOptimizer, MLPSpec, forward, inner_loop
+
+    spec = importlib.util.spec_from_file_location("interactive_theta", Path(__file__).resolve().parent / "interactive_theta.py")
+    exported = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exported)
+    run = exported.load()
+    spec = MLPSpec(tuple(run["sizes"]), run["activation"], "mse")
+    rng = np.random.default_rng(seed)
+    amp, phase = rng.uniform(0.1, 5.0), rng.uniform(0, 2 * np.pi)          # the run's task family
+    grid = np.linspace(-5, 5, 200)[:, None]
+    x = rng.choice(np.linspace(-5, 5, 50), size=10, replace=False)[:, None]
+    y = amp * np.sin(x + phase)
+    fig, axes = plt.subplots(1, len(steps), figsize=(11, 4.0), sharey=True)
+    for ax, k in zip(axes, steps):
+        ax.plot(grid, amp * np.sin(grid + phase), color="0.6", lw=4, alpha=0.5, label="the new task (unknown)")
+        mses = []
+        for name, color, label in (("theta", "tab:blue", r"adapted from the meta-learned $\theta$"),
+                                   ("theta0", "tab:red", r"adapted from a random $\theta_0$")):
+            plan = np.broadcast_to(np.arange(10), (1, k, 10))
+            phi = inner_loop(spec, run[name], x[None], y[None], plan, InnerOptimizer("sgd", run["inner_lr"])).phi[0]
+            mses.append(float(np.mean((forward(spec, phi, grid) - amp * np.sin(grid + phase)) ** 2)))
+            ax.plot(grid, forward(spec, phi, grid), color=color, lw=2, label=label)
+        ax.plot(x, y, "ko", ms=5, label="10 points of the task")
+        ax.set(title=f"after {k} step{'s' if k > 1 else ''}: MSE {mses[0]:.2f} vs {mses[1]:.2f}", xlabel="x",
+               ylim=(-6, 6))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=9, frameon=False)
+    axes[0].set_ylabel("y")
+    fig.tight_layout()
+    fig.subplots_adjust(bottom=0.24)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def draw_all(folder: Path) -> None:
     """Every figure of the plain pages, into ``folder``."""
     folder = Path(folder)
@@ -182,6 +225,7 @@ def draw_all(folder: Path) -> None:
     reptile_geometry(folder / "reptile_geometry.png")
     from_scratch_plot(folder / "from_scratch.png")
     numba_before_after(folder / "numba_before_after.png")
+    meta_vs_random(folder / "meta_vs_random.png")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Reptile from scratch: a sine-wave regressor meta-learned in bare NumPy.
 
-    python from_scratch.py            # about 15 s; writes runs/from_scratch.png (needs matplotlib)
+    python from_scratch.py            # about 35 s of CPU; writes runs/from_scratch.png (needs matplotlib)
 
 This is all of Reptile (Nichol, Achiam & Schulman 2018) for one small problem, with no validation,
 no options and no compiled code: an MLP 1-64-64-1 with tanh, its backward pass written by hand, the
@@ -67,7 +67,7 @@ def loss_and_grad(theta, x, y, sizes=SIZES):
 
 
 def inner_loop(theta, x, y, plan, lr, sizes=SIZES):
-    """φ_k: k = len(plan) SGD steps from θ on one task; step i uses the points x[plan[i]]."""
+    """φ_k: k = len(plan) SGD steps from θ on one task; step i (i = 1..k) uses the points x[plan[i − 1]]."""
     phi = theta.copy()
     for idx in plan:
         phi -= lr * loss_and_grad(phi, x[idx], y[idx], sizes)[1]
@@ -75,7 +75,7 @@ def inner_loop(theta, x, y, plan, lr, sizes=SIZES):
 
 
 def reptile_update(theta, phis, eps):
-    """θ + ε·(mean_i φ_i − θ) for the adapted parameters phis, shape (n_tasks, P)."""
+    """θ + ε·(mean over tasks τ of φ^(τ) − θ) for the tasks' adapted parameters phis, shape (n_tasks, P)."""
     return theta + eps * (np.mean(phis, axis=0) - theta)
 
 
@@ -123,9 +123,9 @@ def main(iters=30000, out="runs/from_scratch.png", seed=0):
         path = adapt(start, shots, f(shots), 32)
         ax.plot(GRID, f(GRID), "k", lw=2, label="true task")
         ax.plot(shots, f(shots), "ko", label="10 shots")
-        for s, color in zip((0, 8, 16, 24, 32), plt.cm.viridis(np.linspace(0, 0.9, 5))):
+        for s, color in zip((0, 1, 2, 4, 32), plt.cm.viridis(np.linspace(0, 0.9, 5))):
             mse = np.mean((forward(path[s], GRID) - f(GRID)) ** 2)
-            ax.plot(GRID, forward(path[s], GRID), color=color, label=f"after {s} steps (MSE {mse:.2f})")
+            ax.plot(GRID, forward(path[s], GRID), color=color, label=f"after {s} step{'' if s == 1 else 's'} (MSE {mse:.2f})")
         top = 1.5 * np.abs(f(GRID)).max() + 0.5                 # the y-range follows the task
         ax.set(title=f"adapting from the {name}", xlabel="x", ylim=(-top, top))
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)

@@ -108,21 +108,21 @@ def loss_and_grad(spec: MLPSpec, theta: np.ndarray, X: np.ndarray, Y: np.ndarray
     """
     theta, X, Y = check.batch_args(spec, theta, X, Y, check_finite)
     layers = unflatten(spec, theta)
-    L = len(layers)
+    D = len(layers)                           # number of linear layers (docs/notation.md); L is the loss
     # forward, keeping each layer's input a[l] and pre-activation z[l]
     a = [X]                                   # a[l]: input of layer l, (B, sizes[l])
     z = []                                    # z[l]: pre-activation of layer l, (B, sizes[l+1])
     for i, (W, b) in enumerate(layers):
         z.append(a[i] @ W.T + b)
-        if i < L - 1:
+        if i < D - 1:
             a.append(_act(spec.activation, z[i]))
     out = z[-1]
-    loss, dz = _loss_and_dout(spec, out, Y)   # dz = dL/dz[L-1], (B, d_out)
+    loss, dz = _loss_and_dout(spec, out, Y)   # dz = dL/dz[D-1], (B, d_out)
 
     # backward: for each layer from the top, dW = dz^T a, db = sum_B dz, then push dz down
     grad = np.zeros_like(theta)
     dlayers = unflatten(spec, grad)
-    for i in range(L - 1, -1, -1):
+    for i in range(D - 1, -1, -1):
         W, _ = layers[i]
         dW, db = dlayers[i]
         dW += dz.T @ a[i]                     # (out, in)

@@ -2,10 +2,10 @@
 
 Contract
 --------
-Reptile (Nichol, Achiam & Schulman 2018) moves the initialisation θ towards the parameters φ_i
-that k inner steps reach on each sampled task i:
+Reptile (Nichol, Achiam & Schulman 2018) moves the initialisation θ towards the parameters φ^(τ)
+that k inner steps reach on each sampled task τ (the notation of docs/notation.md):
 
-    θ ← θ + ε · (mean_i φ_i − θ)            (``reptile_update``)
+    θ ← θ + ε · (mean_τ φ^(τ) − θ)          (``reptile_update``)
     ε_t = ε0 + (ε_final − ε0) · t / T        (``epsilon_schedule``, t = 0 … T−1)
 
 With one task per step this is the paper's serial algorithm; with n tasks, the batched one.
@@ -56,7 +56,7 @@ def epsilon_schedule(iteration, n_iters: int, eps0: float, eps_final: float = 0.
 
 
 def reptile_update(theta: np.ndarray, phi: np.ndarray, eps: float, *, check_finite: bool = True) -> np.ndarray:
-    """The Reptile outer update θ + ε·(mean_i φ_i − θ).
+    """The Reptile outer update θ + ε·(mean_τ φ^(τ) − θ), the mean over the meta-batch's tasks τ.
 
     Parameters
     ----------

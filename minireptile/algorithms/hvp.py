@@ -57,7 +57,7 @@ def _act_grad2(name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
 def _loss_dout_r(spec: MLPSpec, out: np.ndarray, Rout: np.ndarray) -> np.ndarray:
     """R{dL/d out} = (d²L / d out²)·R{out} for one batch, shape (..., B, d_out).
 
-    mse: dL/dout = 2/N (out − Y), N = B·d_out       →  R = 2/N · R{out}
+    mse: dL/dout = 2/M (out − Y), M = B·d_out       →  R = 2/M · R{out}
     ce:  dL/dout = (softmax(out) − onehot(Y)) / B   →  R = (p ⊙ R{out} − p·⟨p, R{out}⟩) / B
     """
     B = out.shape[-2]

@@ -64,6 +64,8 @@ def test_build_time_figures_draw(tmp_path):
     figures.reptile_geometry(tmp_path / "geometry.png")
     figures.from_scratch_plot(tmp_path / "from_scratch.png", iters=20)
     figures.numba_before_after(tmp_path / "numba_before_after.png")
+    figures.meta_vs_random(tmp_path / "meta_vs_random.png")
+    assert (tmp_path / "meta_vs_random.png").stat().st_size > 20_000
     assert (tmp_path / "geometry.png").stat().st_size > 20_000
     assert (tmp_path / "from_scratch.png").stat().st_size > 20_000
     assert (tmp_path / "numba_before_after.png").stat().st_size > 20_000
