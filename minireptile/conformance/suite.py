@@ -10,6 +10,9 @@ The suite ships inside the package as ``minireptile/conformance/v1/`` in the sam
     cases/NAME.npz       the case's inputs (theta0, X, Y, plans, eps, v, query) and the expected
                          outputs under ``expected/OUTPUT``, float64 / int64, compressed
     raw/NAME/KEY.bin     (exported folders only) each array as raw little-endian C-order bytes
+    index.txt            (exported folders only) the same facts as flat text lines, for readers without
+                         JSON: ``case NAME L s_0 … s_L ACTIVATION LOSS OPTIMIZER LR BETA1 BETA2 EPS
+                         POLICY META_BATCH`` and ``array NAME KEY DTYPE NDIM d_1 … d_NDIM RAWPATH``
 
 The content hash (:meth:`Suite.content_hash`) covers the manifest and every array's name, dtype,
 shape and bytes (not the zip files' bytes, which hold timestamps).
@@ -179,6 +182,7 @@ def export(folder: Path | str, suite: Suite | None = None) -> Path:
                 entry = c["outputs"][k[len("expected/"):]] if k.startswith("expected/") else c["inputs"][k]
                 entry["raw"] = f"raw/{c['name']}/{k}.bin"
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        (tmp / "index.txt").write_text("".join(_index_lines(manifest)), encoding="utf-8")
         os.chmod(tmp, 0o755)
         if folder.exists():
             folder.rmdir()
@@ -187,3 +191,16 @@ def export(folder: Path | str, suite: Suite | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _index_lines(manifest: dict):
+    """index.txt: the manifest's cases and arrays as whitespace-separated lines (see the module docstring)."""
+    for c in manifest["cases"]:
+        cfg = c["config"]
+        sizes, o = cfg["spec"]["sizes"], cfg["optimizer"]
+        yield (f"case {c['name']} {len(sizes) - 1} {' '.join(map(str, sizes))} {cfg['spec']['activation']} "
+               f"{cfg['spec']['loss']} {o['name']} {o['lr']!r} {o['beta1']!r} {o['beta2']!r} {o['eps']!r} "
+               f"{o['state_policy']} {cfg['meta_batch']}\n")
+        entries = [(k, e) for k, e in c["inputs"].items()] + [(f"expected/{k}", e) for k, e in c["outputs"].items()]
+        for key, e in entries:
+            yield f"array {c['name']} {key} {e['dtype']} {len(e['shape'])} {' '.join(map(str, e['shape']))} {e['raw']}\n"
