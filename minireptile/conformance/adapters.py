@@ -76,10 +76,14 @@ def load_adapter(target: str):
         if not hasattr(obj, part):
             raise ValueError(f"{module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    if inspect.isclass(obj):
-        obj = obj()
     if not any(callable(getattr(obj, m, None)) for m in METHODS):
         raise ValueError(f"{target!r} is not an adapter: it has none of the methods {', '.join(METHODS)}")
+    if inspect.isclass(obj):
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001 (the user's constructor: one line, not a traceback)
+            raise ValueError(f"{target!r}: the class cannot be instantiated without arguments "
+                             f"({type(exc).__name__}: {exc})") from None
     return obj
 
 
