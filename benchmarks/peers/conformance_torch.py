@@ -8,8 +8,8 @@ Run it (from the repository root)::
 ``reptile`` is the peer itself (:func:`peers.torch_peer.train_vmap`, or ``train_eager`` with
 ``mode="eager"``) where the peer's contract covers the case (MSE, SGD or Adam with its state reset);
 other cases (cross-entropy, Adam with its state carried) run the same loop written here with
-``torch.func``. Gradients come from autograd, the Hessian-vector product from ``torch.func.jvp`` of the
-gradient, and the MAML meta-gradient from autograd through the k unrolled SGD steps
+``torch.func``. Gradients come from autograd, the Hessian-vector product from a double backward
+(the gradient of ⟨∇L, v⟩), and the MAML meta-gradient from autograd through the k unrolled SGD steps
 (``create_graph=True``). dtype follows the arrays it is given (float64 by default, ``dtype="float32"``).
 """
 
@@ -77,9 +77,9 @@ class TorchAdapter:
         return float(loss.detach()), g.numpy()
 
     def hvp(self, spec, theta, x, y, v):
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        g = torch.func.grad(lambda th: self._loss(spec, th, xt, yt))
-        return torch.func.jvp(g, (torch.from_numpy(theta),), (torch.from_numpy(v),))[1].numpy()
+        theta_t = torch.from_numpy(theta).clone().requires_grad_(True)
+        g = self._grad(spec, theta_t, torch.from_numpy(x), torch.from_numpy(y), create_graph=True)[1]
+        return torch.autograd.grad(g @ torch.from_numpy(v), theta_t)[0].numpy()   # double backward: H·v
 
     def inner_loop(self, spec, theta, x, y, plan, opt):
         phis, _ = self._inner(spec, torch.from_numpy(theta), torch.from_numpy(x), torch.from_numpy(y),
