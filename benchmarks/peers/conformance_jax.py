@@ -94,7 +94,7 @@ class JaxAdapter:
         jax_peer._require()
         self.dtype = dtype
         self.mode = mode
-        self.name = f"JAX {jax.__version__} ({mode} peer), {dtype}"
+        self.name = f"JAX {jax.__version__} (the {mode} peer)"
 
     def _f(self, spec, opt=None):
         from minireptile import InnerOptimizer

@@ -29,7 +29,7 @@ class TorchAdapter:
         torch_peer._require()
         self.dtype = dtype
         self.mode = mode
-        self.name = f"PyTorch {torch.__version__} ({'train_' + mode} peer), {dtype}"
+        self.name = f"PyTorch {torch.__version__} (the train_{mode} peer)"
 
     # -- the pieces, on a flat θ tensor ------------------------------------------------------------
     @staticmethod
