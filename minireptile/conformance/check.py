@@ -29,6 +29,7 @@ import numpy as np
 from .suite import Suite, stage_of, tolerance
 
 PASS, FAIL, SKIP = "pass", "FAIL", "skipped"
+STRAY = "(files)"        # read_results: the files that name no case, listed under this key
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Report:
     rows: list[Row]
     first_failures: dict[str, dict] = field(default_factory=dict)   # case -> {"output", "summary", "hint"}
     implementation: str = ""
+    ignored: list[str] = field(default_factory=list)   # result arrays or files that match no output or case
 
     def counts(self) -> dict[str, int]:
         out = {PASS: 0, FAIL: 0, SKIP: 0}
@@ -66,7 +68,7 @@ class Report:
 
     def to_json(self) -> dict:
         return {"implementation": self.implementation, "counts": self.counts(), "passed": self.exit_status == 0,
-                "first_failures": self.first_failures, "rows": [asdict(r) for r in self.rows]}
+                "first_failures": self.first_failures, "ignored": self.ignored, "rows": [asdict(r) for r in self.rows]}
 
     def lines(self, verbose: bool = True) -> list[str]:
         """The table (every row, or only failures when ``verbose`` is False), then per-case summaries."""
@@ -86,6 +88,8 @@ class Report:
         c = self.counts()
         out.append(f"{c[PASS]} passed, {c[FAIL]} failed, {c[SKIP]} skipped "
                    f"({len({r.case for r in self.rows})} cases)")
+        if self.ignored:
+            out.append(f"ignored (no such case or output in the suite): {', '.join(self.ignored)}")
         for case, f in self.first_failures.items():
             out.append(f"{case}: {f['summary']}: {f['hint']}")
         stage = self.first_failing_stage()
@@ -179,7 +183,10 @@ def check_results(suite: Suite, results: dict[str, dict], skipped: dict | None =
         failed = [r for r in case_rows if r.status == FAIL]
         if failed:
             first[name] = _first_failure(c, case_rows, failed[0])
-    return Report(rows, first, implementation)
+    known = {c["name"]: set(c["outputs"]) for c in suite.cases}
+    ignored = sorted(k if name == STRAY else f"{name}/{k}" for name, got in results.items() for k in got
+                     if k not in known.get(name, ()))
+    return Report(rows, first, implementation, ignored)
 
 
 def _first_failure(case: dict, rows: list[Row], bad: Row) -> dict:
@@ -248,6 +255,9 @@ def hint(config: dict, output: str, note: str = "") -> str:
 def read_results(folder: Path | str, suite: Suite) -> dict[str, dict[str, np.ndarray]]:
     """Read ``folder/NAME.npz`` or ``folder/NAME/OUTPUT.npy`` for each case of ``suite``.
 
+    Files and folders that name no case are listed under the key ``STRAY`` (``"(files)"``), so that the
+    report can show them as ignored.
+
     Raises
     ------
     ValueError
@@ -268,7 +278,12 @@ def read_results(folder: Path | str, suite: Suite) -> dict[str, dict[str, np.nda
                 results[name] = {f.stem: np.load(f, allow_pickle=False) for f in sorted(sub.glob("*.npy"))}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{npz if npz.is_file() else sub}: unreadable ({' '.join(str(exc).split())})") from None
-    if not results:
+    names = {c["name"] for c in suite.cases}
+    stray = sorted(f.name for f in folder.iterdir() if (f.suffix == ".npz" and f.stem not in names)
+                   or (f.is_dir() and f.name not in names and any(f.glob("*.npy"))))
+    if stray:
+        results[STRAY] = dict.fromkeys(stray)
+    if all(name == STRAY for name in results):
         raise ValueError(f"{folder}: holds no results (expected NAME.npz or NAME/OUTPUT.npy for a case NAME of "
                          f"the suite, e.g. {suite.cases[0]['name']}.npz)")
     return results

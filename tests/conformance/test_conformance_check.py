@@ -299,3 +299,17 @@ def test_export_writes_raw_arrays_and_refuses_a_used_folder(suite, tmp_path, cap
     capsys.readouterr()
     assert main(["conformance", "export", str(out)]) == 2
     assert "exists and is not an empty folder" in capsys.readouterr().err
+
+
+def test_misnamed_outputs_and_files_are_listed_as_ignored(suite, tmp_path, capsys):
+    results = write_results(tmp_path, suite, cases=CASES[:1])
+    r = results[CASES[0]]
+    r["theta1"] = r.pop("theta_1")                                 # a typo: not an output
+    np.savez(tmp_path / f"{CASES[0]}.npz", **r)
+    np.savez(tmp_path / "wide-tanh-mse-sgd-mb2.npz", loss=np.zeros(()))   # no such case
+    assert main(["conformance", "check", "--results", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert ("ignored (no such case or output in the suite): wide-tanh-mse-sgd-mb1/theta1, "
+            "wide-tanh-mse-sgd-mb2.npz") in out
+    assert json.loads((tmp_path / "r.json").read_text())["ignored"] == ["wide-tanh-mse-sgd-mb1/theta1",
+                                                                      "wide-tanh-mse-sgd-mb2.npz"]
