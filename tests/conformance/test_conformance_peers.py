@@ -62,3 +62,15 @@ def test_the_jax_peer_passes(monkeypatch):
     assert {c["name"] for c in suite.cases} >= set(SUBSET)
     assert passes(JaxAdapter(), cases) == (232 if everything else
                                            sum(len(suite.case(c)["outputs"]) for c in SUBSET))
+
+
+def test_the_docs_example_adapter_passes_its_stages(torch_one_thread, tmp_path, monkeypatch, capsys):
+    import re
+    from minireptile.cli import main
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "conformance.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", doc, flags=re.S).group(1)
+    (tmp_path / "my_port.py").write_text(code)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["conformance", "check", "--impl", "my_port:MyPort"]) == 0
+    assert "48 passed, 0 failed, 184 skipped (24 cases)" in capsys.readouterr().out
