@@ -6,10 +6,11 @@ Run it (from the repository root)::
     PYTHONPATH=benchmarks minireptile conformance bench --impl peers.conformance_jax:JaxAdapter
 
 ``reptile`` is the peer itself (:func:`peers.jax_peer.train_step`, or ``train_scan`` with
-``mode="jit-scan"``, which compiles anew for every number of iterations) where the peer's contract covers the case (MSE, SGD or Adam with its state reset);
-other cases (cross-entropy, Adam with its state carried) run a loop written here. Gradients are
-``jax.grad``, the Hessian-vector product ``jax.jvp`` of ``jax.grad``, the MAML meta-gradient ``jax.grad``
-through the k unrolled SGD steps. float64 runs in JAX's x64 mode, enabled for the duration of each call.
+``mode="jit-scan"``, which compiles anew for every number of iterations) where the peer's contract
+covers the case (MSE, SGD or Adam with its state reset); other cases (cross-entropy, Adam with its
+state carried) run a compiled Reptile iteration written here. Gradients are ``jax.grad``, the
+Hessian-vector product ``jax.jvp`` of ``jax.grad``, the MAML meta-gradient ``jax.grad`` through the k
+unrolled SGD steps; the one-off stages run eagerly. float64 runs in JAX's x64 mode, enabled for the duration of each call.
 """
 
 from __future__ import annotations

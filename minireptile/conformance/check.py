@@ -222,7 +222,7 @@ def hint(config: dict, output: str, note: str = "") -> str:
             (" and the softmax Jacobian" if loss == "ce" else "")
     if stage == "phi_s":
         s = int(output[4:])
-        batch = f"inner step s uses minibatch plan[s−1] (rows of the task's points in plan order)"
+        batch = "inner step s uses minibatch plan[s−1] (rows of the task's points in plan order)"
         if s == 1:
             return ("check the first Adam step (m, v from zero, bias corrections with t = 1, eps added after the "
                     f"square root) and that {batch}" if adam else

@@ -203,4 +203,5 @@ def _index_lines(manifest: dict):
                f"{o['state_policy']} {cfg['meta_batch']}\n")
         entries = [(k, e) for k, e in c["inputs"].items()] + [(f"expected/{k}", e) for k, e in c["outputs"].items()]
         for key, e in entries:
-            yield f"array {c['name']} {key} {e['dtype']} {len(e['shape'])} {' '.join(map(str, e['shape']))} {e['raw']}\n"
+            dims = " ".join(map(str, e["shape"]))
+            yield f"array {c['name']} {key} {e['dtype']} {len(e['shape'])} {dims} {e['raw']}\n"

@@ -16,7 +16,7 @@ from minireptile.algorithms.maml import maml_gradient
 from minireptile.cli import main
 from minireptile.conformance.adapters import ReferenceAdapter, run_adapter
 from minireptile.conformance.check import check_results, read_results
-from minireptile.conformance.suite import export, load_suite
+from minireptile.conformance.suite import load_suite
 
 MISTAKES = ("sign", "eps_const", "adam_no_reset", "adam_bias", "plan_off", "maml_first_order", "ce_sum")
 
