@@ -10,7 +10,8 @@ Run it (from the repository root)::
 covers the case (MSE, SGD or Adam with its state reset); other cases (cross-entropy, Adam with its
 state carried) run a compiled Reptile iteration written here. Gradients are ``jax.grad``, the
 Hessian-vector product ``jax.jvp`` of ``jax.grad``, the MAML meta-gradient ``jax.grad`` through the k
-unrolled SGD steps; the one-off stages run eagerly. float64 runs in JAX's x64 mode, enabled for the duration of each call.
+unrolled SGD steps; the one-off stages run eagerly. float64 runs in JAX's x64 mode, enabled for the
+duration of each call.
 """
 
 from __future__ import annotations
