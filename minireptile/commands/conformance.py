@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
     src.add_argument("--impl", metavar="MODULE:OBJECT",
                      help="a Python adapter (module:object or path/to/file.py:object) run in-process")
     c.add_argument("--case", action="append", metavar="NAME", help="only this case (repeatable; with --impl)")
+    c.add_argument("--dtype", choices=("float64", "float32"),
+                   help="with --impl: hand the adapter inputs in this dtype and judge it at this dtype's tolerances "
+                   "(sets the adapter's dtype attribute; default: the adapter's own, else float64)")
     c.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     c.add_argument("--failures-only", action="store_true", help="print only the failing rows and the summary")
     c.set_defaults(run=run_check)
@@ -92,8 +95,9 @@ def run_check(args) -> int:
             raise FlagError("--case", f"no case {name!r}; the cases are listed in the manifest "
                             f"(`minireptile conformance export DIR`), e.g. {suite.cases[0]['name']}")
     if args.results is not None:
-        if args.case:
-            raise FlagError("--case", "applies to --impl only")
+        for flag, value in (("--case", args.case), ("--dtype", args.dtype)):
+            if value:
+                raise FlagError(flag, "applies to --impl only (result files carry their own dtype)")
         try:
             results = read_results(args.results, suite)
         except ValueError as exc:
@@ -101,6 +105,11 @@ def run_check(args) -> int:
         report = check_results(suite, results, implementation=f"results in {args.results}")
     else:
         adapter = _adapter("--impl", args.impl)
+        if args.dtype is not None:
+            try:
+                adapter.dtype = args.dtype
+            except AttributeError:
+                raise FlagError("--dtype", f"{args.impl}: the adapter's dtype attribute cannot be set") from None
         try:
             results, skipped, errors = run_adapter(adapter, suite, args.case)
         except ValueError as exc:

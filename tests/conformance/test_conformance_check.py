@@ -313,3 +313,13 @@ def test_misnamed_outputs_and_files_are_listed_as_ignored(suite, tmp_path, capsy
             "wide-tanh-mse-sgd-mb2.npz") in out
     assert json.loads((tmp_path / "r.json").read_text())["ignored"] == ["wide-tanh-mse-sgd-mb1/theta1",
                                                                       "wide-tanh-mse-sgd-mb2.npz"]
+
+
+def test_dtype_flag_runs_the_adapter_in_float32(capsys):
+    argv = ["conformance", "check", "--impl", "minireptile.conformance.adapters:ReferenceAdapter", "--case",
+            CASES[1], "--dtype", "float32"]
+    assert main(argv) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(CASES[1])]
+    assert len(rows) == 9 and all(r[2] == "pass" and r[3] == "float32" for r in rows)
+    assert main(["conformance", "check", "--results", ".", "--dtype", "float32"]) == 2
+    assert "argument --dtype: applies to --impl only" in capsys.readouterr().err
