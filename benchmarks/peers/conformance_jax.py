@@ -10,7 +10,7 @@ Run it (from the repository root)::
 covers the case (MSE, SGD or Adam with its state reset); other cases (cross-entropy, Adam with its
 state carried) run a compiled Reptile iteration written here. Gradients are ``jax.grad``, the
 Hessian-vector product ``jax.jvp`` of ``jax.grad``, the MAML meta-gradient ``jax.grad`` through the k
-unrolled SGD steps; the one-off stages run eagerly. float64 runs in JAX's x64 mode, enabled for the
+unrolled SGD steps, each compiled by ``jax.jit``. float64 runs in JAX's x64 mode, enabled for the
 duration of each call.
 """
 
@@ -83,10 +83,11 @@ def _functions(spec, opt, x64: bool):
         phis, ms, vs = jax.vmap(inner, in_axes=(None, 0, 0, 0, None, None, None))(theta, X, Y, plans, m, v, t0)
         return theta + e * (phis[:, -1].mean(0) - theta), ms.mean(0), vs.mean(0)
 
-    # the one-off stages run eagerly (op by op: compiling each would cost more than it saves); the
-    # Reptile iteration, called T times, is compiled
-    return {"loss_grad": loss_grad, "hvp": lambda th, x, y, v: jax.jvp(lambda t: grad(t, x, y), (th,), (v,))[1],
-            "inner": inner, "maml": jax.grad(unrolled), "outer": jax.jit(outer)}
+    def hvp(th, x, y, v):
+        return jax.jvp(lambda t: grad(t, x, y), (th,), (v,))[1]
+
+    return {"loss_grad": jax.jit(loss_grad), "hvp": jax.jit(hvp), "inner": jax.jit(inner),
+            "maml": jax.jit(jax.grad(unrolled)), "outer": jax.jit(outer)}
 
 
 class JaxAdapter:
