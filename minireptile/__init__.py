@@ -20,6 +20,7 @@ reads this table and checks it on the source, without importing anything.
     algorithms  algorithms
     evaluation  evaluation
     api         progress estimator
+    conformance conformance
     commands    commands cli __main__
 
 The core holds the three files a reader starts with: the flat parameter layout (``mlp``), the

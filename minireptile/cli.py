@@ -33,7 +33,7 @@ EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``minireptile`` parser with every command's subparser (imports the commands)."""
-    from .commands import compare, info, omniglot, sine, sweep
+    from .commands import compare, conformance, info, omniglot, sine, sweep
     from .commands.common import Parser
     from .tasks.streams import DEFAULT_SEED
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_parser(sub)
     sweep.add_parser(sub)
     info.add_parser(sub)
+    conformance.add_parser(sub)
     return parser
 
 
