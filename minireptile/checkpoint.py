@@ -36,6 +36,7 @@ import numpy as np
 
 from .errors import CheckpointError
 from .optim import AdamState
+from .safety import temp_prefix
 
 FORMAT = "minireptile-checkpoint"
 FORMAT_VERSION = 1
@@ -66,7 +67,7 @@ def atomic_write(path, write) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=directory)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror}") from None
     try:

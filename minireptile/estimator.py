@@ -375,7 +375,16 @@ class Reptile:
 
         The file is the format ``minireptile sine`` writes (:mod:`minireptile.checkpoint`); a partly
         written file never replaces an existing one.
+
+        Raises
+        ------
+        ValueError
+            ``path`` is a folder, a device, a FIFO, a minireptile lock, or the checkpoint of a
+            command-line run (in a folder with a run's lock); nothing is written.
         """
+        from .safety import check_output_file
+
+        check_output_file("path", path, checkpoints="saved")
         save_checkpoint(Path(path), self.theta, self._config_dict(), self.iterations, self.state,
                         status="complete")
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import safety
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, DivergenceError
 from ..reptile import meta_train
@@ -57,7 +58,7 @@ REPTILE_RUN_FLAGS = {
 }
 from .common import EXIT_DIVERGED, EXIT_SIGNAL, FlagError, Parser, nonnegative_int, positive_int
 
-LOCK_NAME = ".minireptile.lock"
+LOCK_NAME = safety.LOCK_NAME
 CHECKPOINT_NAME = "checkpoint.npz"
 CHUNK_SECONDS = 0.25   # wall time of one compiled call: a second signal is honoured within about a second
 
@@ -175,34 +176,37 @@ def _writable_folder(flag: str, folder: Path) -> None:
 def claim_folder(folder, flag: str = "--out") -> FolderLock:
     """Create ``folder`` if needed, take its lock and remove stale temporary files of dead runs.
 
+    The lock is never opened through a symlink and must be a regular file; only temporary files that
+    minireptile named, of processes that are gone, are removed (:mod:`minireptile.safety`).
     Raises FlagError (exit 2) naming ``flag`` when the folder cannot be written or another run holds it.
     """
     import fcntl
 
     folder = Path(folder)
+    if folder.is_symlink() and not folder.exists():
+        raise FlagError(flag, f"{str(folder)!r} is a symbolic link to {os.readlink(folder)!r}, which does not exist; "
+                        "create that folder or pick another --out")
     _writable_folder(flag, folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = safety.open_lock(folder)
     except OSError as exc:
-        raise FlagError(flag, f"cannot use {str(folder)!r} as the output folder ({exc.strerror})") from None
+        detail = exc.strerror if exc.errno is not None else str(exc)
+        raise FlagError(flag, f"cannot use {str(folder)!r} as the output folder ({detail})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        try:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        except OSError:
-            pid = "unknown"
+        pid = safety.lock_owner(fd)
         os.close(fd)
         raise FlagError(flag, f"{str(folder)!r} is in use by another minireptile run (pid {pid}); wait for it to "
                         "end or pick another --out") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    for stale in folder.glob(".*.tmp"):   # atomic writes of runs that were killed: no live run owns them
-        try:
-            stale.unlink()
-        except OSError:
-            pass
+    try:
+        safety.write_owner(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise FlagError(flag, f"cannot write the lock {str(folder / LOCK_NAME)!r} ({exc.strerror}); is the disk "
+                        "full?") from None
+    safety.remove_stale_temps(folder)   # atomic writes of runs that were killed: no live run owns them
     return FolderLock(folder, fd)
 
 
@@ -221,10 +225,10 @@ def check_outputs(paths: dict, resume=None) -> None:
             if p is None:
                 continue
             p = Path(p)
-            if p.is_dir():
-                raise FlagError(flag, f"{str(p)!r} is a folder; expected a file path")
-            if p.exists() and not p.is_file():
-                raise FlagError(flag, f"{str(p)!r} is not a regular file (a device or a pipe); expected a file path")
+            own = flag == "--out" and p.name == CHECKPOINT_NAME   # the run's own slot: check_checkpoint_slot
+            problem = safety.output_problem(p, checkpoints="any" if own else "refuse")
+            if problem:
+                raise FlagError(flag, problem)
             _writable_folder(flag, p.parent if str(p.parent) else Path("."))
             key = os.path.join(os.path.realpath(p.parent if str(p.parent) else "."), p.name)
             if key in seen and not (flag == "--out" and Path(key).name == CHECKPOINT_NAME):
@@ -410,6 +414,7 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
 
     with Interruptible() as interrupt:
         def checkpoint(it, theta, state, status):
+            safety.check_lock(Path(ckpt_path).parent)   # still this run's folder: else stop, writing nothing
             with interrupt.critical():
                 save(it, theta, state, status)
 
