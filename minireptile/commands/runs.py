@@ -225,15 +225,15 @@ def check_outputs(paths: dict, resume=None) -> None:
             if p is None:
                 continue
             p = Path(p)
+            key = os.path.join(os.path.realpath(p.parent if str(p.parent) else "."), p.name)
+            if key in seen and not (flag == "--out" and Path(key).name == CHECKPOINT_NAME):
+                other = seen[key]
+                raise FlagError(flag, f"{str(p)!r} is also the output of {other}; give each output its own path")
             own = flag == "--out" and p.name == CHECKPOINT_NAME   # the run's own slot: check_checkpoint_slot
             problem = safety.output_problem(p, checkpoints="any" if own else "refuse")
             if problem:
                 raise FlagError(flag, problem)
             _writable_folder(flag, p.parent if str(p.parent) else Path("."))
-            key = os.path.join(os.path.realpath(p.parent if str(p.parent) else "."), p.name)
-            if key in seen and not (flag == "--out" and Path(key).name == CHECKPOINT_NAME):
-                other = seen[key]
-                raise FlagError(flag, f"{str(p)!r} is also the output of {other}; give each output its own path")
             seen[key] = flag
 
 

@@ -42,6 +42,8 @@ SWEEPABLE = ("sine", "omniglot", "compare")
 # flags the sweep sets for each run (a user value would make the runs collide or be lost)
 OWNED = ("--seed", "--out", "--json", "--resume", "--overwrite", "--stop-after", "--quiet", "--workers", "--scheduler")
 DEFAULT_OUT = "runs/sweep-{command}"
+MAX_RUNS = 10_000       # runs in one sweep (seeds x grid points): larger plans are refused at once
+MAX_SEED = 2**63 - 1    # the ledger stores seeds as SQLite integers
 STATES = ("pending", "running", "done", "failed")
 
 
@@ -63,7 +65,7 @@ def sweep_flags() -> argparse.ArgumentParser:
 
     p = Parser(prog="minireptile sweep", add_help=False, allow_abbrev=False)
     p.add_argument("--seeds", type=seed_list, default=None, metavar="LIST",
-                   help="seeds: 0-9, 0,3,5 or 0-3,7 (default 0-4)")
+                   help="seeds: 0-9, 0,3,5 or 0-3,7 (default 0-4; a sweep has at most 10,000 runs)")
     p.add_argument("--grid", action="append", default=[], type=grid_axis, metavar="FLAG=V1,V2",
                    help="a flag of the command and its values, e.g. inner-lr=0.01,0.02 (repeat for more axes)")
     p.add_argument("--grid-file", type=Path, metavar="TOML",
@@ -77,11 +79,16 @@ def seed_list(text: str) -> tuple[int, ...]:
     """``"0-3,7"`` → (0, 1, 2, 3, 7): ranges and single seeds >= 0, no repeats."""
     seeds = []
     for part in str(text).split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        m = re.fullmatch(r"\s*(\d{1,30})\s*(?:-\s*(\d{1,30})\s*)?", part)
         if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
             raise argparse.ArgumentTypeError(f"expected seeds like 0-9 or 0,3,5 (integers >= 0), got {text!r}")
-        lo = int(m.group(1))
-        seeds += range(lo, int(m.group(2) or lo) + 1)
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi > MAX_SEED:
+            raise argparse.ArgumentTypeError(f"expected seeds up to {MAX_SEED}, got {text!r}")
+        if len(seeds) + hi - lo + 1 > MAX_RUNS:
+            raise argparse.ArgumentTypeError(f"expected at most {MAX_RUNS} seeds (a sweep has at most {MAX_RUNS} "
+                                             f"runs), got {text!r}")
+        seeds += range(lo, hi + 1)
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"expected each seed once, got {text!r}")
     return tuple(seeds)
@@ -112,6 +119,8 @@ def read_grid_file(path: Path):
         raise FlagError("--grid-file", f"cannot read {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise FlagError("--grid-file", f"{str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise FlagError("--grid-file", f"{str(path)!r} is not UTF-8 text (TOML files are UTF-8)") from None
     unknown = set(doc) - {"seeds", "grid"}
     if unknown:
         raise FlagError("--grid-file", f"{str(path)!r}: unknown keys {sorted(unknown)} (expected seeds and [grid])")
@@ -133,8 +142,8 @@ def read_grid_file(path: Path):
             raise FlagError("--grid-file", f"grid.{name}: expected a list of numbers or strings")
         try:
             axes.append(grid_axis(f"{name}=" + ",".join(runs.flag_text(v) for v in values)))
-        except argparse.ArgumentTypeError as exc:
-            raise FlagError("--grid-file", f"grid.{name}: {exc}") from None
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise FlagError("--grid-file", f"grid.{name}: {exc} (expected numbers or strings)") from None
     return seeds, axes
 
 
@@ -161,11 +170,22 @@ def plan_runs(command: str, base: list, seeds, axes) -> list[dict]:
             raise FlagError(name, "is set by the sweep for each run; leave it out")
     planned = []
     names = [flag for flag, _ in axes]
+    size = len(seeds) * int(np.prod([len(vals) for _, vals in axes], dtype=object))
+    if size > MAX_RUNS:
+        raise FlagError("--grid", f"the sweep would have {size:,} runs ({len(seeds)} seeds x grid points); at most "
+                        f"{MAX_RUNS:,} are allowed: split it into several sweeps")
     if len(set(names)) != len(names):
         raise FlagError("--grid", "each flag may be one axis of the grid only")
+    known = _command_flags(root, command)
+    sweep_own = set(sweep_flags()._option_string_actions)
     for flag in names:
         if flag in OWNED:
             raise FlagError("--grid", f"{flag} is set by the sweep for each run (use --seeds for seeds)")
+        if flag in sweep_own:
+            raise FlagError("--grid", f"{flag} is a flag of the sweep itself, not of its runs")
+        if flag not in known:
+            raise FlagError("--grid", f"{flag} is not a flag of `minireptile {command}` (give its full name, "
+                            "as `minireptile " + command + " --help` lists it)")
         if any(b.split("=")[0] == flag for b in base):
             raise FlagError("--grid", f"{flag} is both a grid axis and a fixed flag")
     for values in itertools.product(*[vals for _, vals in axes]):
@@ -181,6 +201,12 @@ def plan_runs(command: str, base: list, seeds, axes) -> list[dict]:
             planned.append({"name": re.sub(r"[^A-Za-z0-9=._,+-]", "-", name), "seed": seed, "point": point,
                             "argv": argv})
     return planned
+
+
+def _command_flags(root, command: str) -> set:
+    """The full option strings of ``command``'s parser (a grid axis must be one of them, never a prefix)."""
+    sub = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+    return {o for o in sub.choices[command]._option_string_actions if o.startswith("--")}
 
 
 def _parse(root, argv):
@@ -272,8 +298,10 @@ class Ledger:
 def run_one(command: str, argv: list, folder: str) -> dict:
     """Run ``minireptile COMMAND argv`` in ``folder`` as a child process (worker task); resumable.
 
-    A checkpoint in the folder that is not complete is resumed; a complete one with its JSON is a run
-    already done. Returns {"status", "seconds", "summary" (the run's JSON or None), "log" (last lines)}.
+    A readable checkpoint in the folder is resumed with the run's flags, so the command itself checks
+    that it is this run's (same configuration; else it exits 2 naming the flag and the folder's log
+    says why): a complete one is only evaluated again and its JSON rewritten, never trusted as it is.
+    Returns {"status", "seconds", "summary" (the run's JSON or None), "log" (last lines)}.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -281,12 +309,10 @@ def run_one(command: str, argv: list, folder: str) -> dict:
     _wait_for_folder(folder)
     t = time.perf_counter()
     extra = ["--out", str(folder), "--json", str(result), "--quiet"]
-    if ckpt.exists():
-        status = _checkpoint_status(ckpt)
-        if status == "complete" and result.exists():
-            return {"status": 0, "seconds": 0.0, "summary": json.loads(result.read_text()), "log": ""}
-        if status is not None:
-            extra = ["--resume", str(ckpt), *extra]
+    if ckpt.exists() and _checkpoint_status(ckpt) is not None:
+        extra = ["--resume", str(ckpt), *extra]
+        with contextlib.suppress(FileNotFoundError):
+            result.unlink()   # a result is only ever the one this invocation writes
     cmd = [sys.executable, "-m", "minireptile", command, *argv, *extra]
     with open(folder / "log.txt", "ab") as log:
         log.write(f"$ minireptile {' '.join(runs.quote(a) for a in cmd[3:])}\n".encode())
