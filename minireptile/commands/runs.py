@@ -81,7 +81,8 @@ class Interruptible:
     write. Outside the main thread (where Python cannot install signal handlers) this does nothing.
     """
 
-    def __init__(self):
+    def __init__(self, message: str = "stopping after the current chunk and writing a checkpoint"):
+        self.message = message
         self.signum = None
         self._previous = {}
         self._depth = 0
@@ -95,8 +96,8 @@ class Interruptible:
             raise KeyboardInterrupt
         self.signum = signum
         try:
-            print(f"\n{signal.Signals(signum).name}: stopping after the current chunk and writing a checkpoint "
-                  "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            print(f"\n{signal.Signals(signum).name}: {self.message} (press Ctrl-C again to stop at once)",
+                  file=sys.stderr, flush=True)
         except RuntimeError:  # stderr was in the middle of a write (a reentrant call): the flag is what counts
             pass
 
@@ -429,7 +430,15 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
         try:
             checkpoint(start, theta, state, "running")   # from here on a valid checkpoint is always on disk
             with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, not warned
-                train(theta, state, start, stop, on_chunk, every or None, CHUNK_SECONDS)
+                try:
+                    train(theta, state, start, stop, on_chunk, every or None, CHUNK_SECONDS)
+                except DivergenceError:
+                    raise
+                except Exception:
+                    # after a signal to the whole process group, Dask workers may die before the chunk in
+                    # flight returns: the run then stops at the last finished chunk, which is saved below
+                    if not interrupt.requested():
+                        raise
             it, theta, state = last["it"], last["theta"], last["state"]
             seconds = time.perf_counter() - t
             if interrupt.requested():

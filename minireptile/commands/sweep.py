@@ -44,7 +44,7 @@ OWNED = ("--seed", "--out", "--json", "--resume", "--overwrite", "--stop-after",
 DEFAULT_OUT = "runs/sweep-{command}"
 MAX_RUNS = 10_000       # runs in one sweep (seeds x grid points): larger plans are refused at once
 MAX_SEED = 2**63 - 1    # the ledger stores seeds as SQLite integers
-STATES = ("pending", "running", "done", "failed")
+STATES = ("pending", "running", "done", "failed", "interrupted")
 
 
 def add_parser(sub) -> None:
@@ -317,7 +317,10 @@ def run_one(command: str, argv: list, folder: str) -> dict:
     with open(folder / "log.txt", "ab") as log:
         log.write(f"$ minireptile {' '.join(runs.quote(a) for a in cmd[3:])}\n".encode())
         log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        # its own session: a signal to the sweep's process group reaches the run only through the sweep
+        # (_signal_runs), exactly once, so it stops cleanly with an interrupted checkpoint
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                              start_new_session=True)
     tail = (folder / "log.txt").read_text(errors="replace").splitlines()[-5:]
     summary = json.loads(result.read_text()) if proc.returncode == 0 and result.exists() else None
     return {"status": proc.returncode, "seconds": time.perf_counter() - t, "summary": summary, "log": "\n".join(tail)}
@@ -350,11 +353,38 @@ def _checkpoint_status(path: Path):
         return None
 
 
+def _signal_runs(signum: int, skip=()) -> list:
+    """Send ``signum`` to the runs this worker process started (not those in ``skip``); their pids.
+
+    Run on every worker by the sweep when it gets SIGINT/SIGTERM/SIGHUP: each run then writes an
+    ``interrupted`` checkpoint and exits 130/143/129.
+    """
+    import psutil
+
+    sent = []
+    for child in psutil.Process().children():
+        try:
+            argv = child.cmdline()
+            if child.pid not in skip and argv[1:3] == ["-m", "minireptile"]:
+                child.send_signal(signum)
+                sent.append(child.pid)
+        except (psutil.Error, IndexError):
+            pass
+    return sent
+
+
 def _die_with_parent() -> None:
-    """In the child: on Linux, be killed when the worker that started it dies (no orphaned run holding its folder)."""
+    """In the child: on Linux, be killed when the worker that started it dies (no orphaned run holding its folder).
+
+    The stop signals get their default action back (a local cluster's workers ignore them), so a
+    signal that comes before the run installs its own handlers still stops it.
+    """
+    import signal
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
@@ -413,7 +443,14 @@ def _sweep(own, command, planned, axes, out: Path, ledger: Ledger) -> int:
     print(f"minireptile sweep: {command}, {len(planned)} runs ({n_seeds} seed{'s' * (n_seeds > 1)} x {n_points} grid "
           f"point{'s' * (n_points > 1)}) in {out}; {len(planned) - len(todo)} done, {len(todo)} to run", flush=True)
     if todo:
-        _execute(own, command, todo, out, ledger, len(planned))
+        stopped = _execute(own, command, todo, out, ledger, len(planned))
+        if stopped is not None:
+            rows = ledger.rows(names)
+            kept = [r["name"] for r in rows if r["state"] == "interrupted"]
+            print(f"minireptile sweep: interrupted; {len(kept)} run(s) wrote an interrupted checkpoint, "
+                  f"{sum(r['state'] == 'done' for r in rows)} of {len(rows)} are done. Run the same command again "
+                  "to resume.", file=sys.stderr, flush=True)
+            return stopped
     rows = ledger.rows(names)
     failed = [{"name": r["name"], "exit_status": r["exit_status"], "log": str(out / "runs" / r["name"] / "log.txt")}
               for r in rows if r["state"] == "failed"]
@@ -431,50 +468,89 @@ def _sweep(own, command, planned, axes, out: Path, ledger: Ledger) -> int:
     return 0
 
 
-def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
-    """Submit every unfinished run to the cluster and record each one's progress in the ledger."""
-    from .cluster import n_workers, open_client
+def _execute(own, command, todo, out: Path, ledger: Ledger, total: int):
+    """Submit every unfinished run to the cluster and record each one's progress in the ledger.
+
+    Returns None, or after SIGINT/SIGTERM/SIGHUP the exit status (130/143/129): the signal is passed
+    to every running run (each writes an ``interrupted`` checkpoint, marked so in the ledger), runs
+    not yet started are cancelled, and the sweep waits for the running ones to stop.
+    """
+    from .cluster import open_client
 
     if own.workers is None and own.scheduler is None:
         own.workers = os.cpu_count() or 1
     with contextlib.ExitStack() as stack:
         client = open_client(own, stack)
-        report = Report(total, n_workers(client))
-        done = total - len(todo)
-        futures = {}
-        for r in todo:
-            folder = str((out / "runs" / r["name"]).resolve())
-            f = client.submit(run_one, command, r["argv"], folder, key=f"minireptile-run-{r['name']}-{time.time_ns()}",
-                              pure=False, retries=1)
-            futures[f] = r["name"]
-        running: set = set()
-        failed = 0
-        while futures:
-            for f in [f for f in futures if f.done()]:
-                name = futures.pop(f)
-                running.discard(name)
-                try:
-                    res = f.result()
-                except Exception as exc:  # noqa: BLE001 (a run lost beyond Dask's retries)
-                    ledger.set(name, "failed", result=json.dumps({"error": " ".join(str(exc).split())}))
-                    failed += 1
+        interrupt = stack.enter_context(runs.Interruptible("stopping every run at its next chunk; each writes "
+                                                           "a checkpoint"))
+        _run_all(client, command, todo, out, ledger, total, interrupt)
+        return interrupt.exit_status() if interrupt.requested() else None
+
+
+def _run_all(client, command, todo, out: Path, ledger: Ledger, total: int, interrupt) -> None:
+    from .cluster import n_workers
+
+    report = Report(total, n_workers(client))
+    done = total - len(todo)
+    futures = {}
+    for r in todo:
+        folder = str((out / "runs" / r["name"]).resolve())
+        f = client.submit(run_one, command, r["argv"], folder, key=f"minireptile-run-{r['name']}-{time.time_ns()}",
+                          pure=False, retries=1)
+        futures[f] = r["name"]
+    running: set = set()
+    failed = 0
+    signalled: set = set()
+    while futures:
+        if interrupt.requested():
+            _stop_runs(client, futures, running, interrupt.signum, signalled)
+        for f in [f for f in futures if f.done()]:
+            name = futures.pop(f)
+            running.discard(name)
+            if f.cancelled():
+                continue   # never started: still pending
+            try:
+                res = f.result()
+            except Exception as exc:  # noqa: BLE001 (a run lost beyond Dask's retries)
+                ledger.set(name, "failed", result=json.dumps({"error": " ".join(str(exc).split())}))
+                failed += 1
+            else:
+                if interrupt.requested() and res["status"] != 0:
+                    ledger.set(name, "interrupted", exit_status=res["status"], seconds=res["seconds"])
+                elif res["status"] == 0 and res["summary"] is not None:
+                    ledger.set(name, "done", exit_status=0, result=json.dumps(res["summary"]),
+                               seconds=res["seconds"])
+                    report.durations.append(res["seconds"])
+                    done += 1
                 else:
-                    if res["status"] == 0 and res["summary"] is not None:
-                        ledger.set(name, "done", exit_status=0, result=json.dumps(res["summary"]),
-                                   seconds=res["seconds"])
-                        report.durations.append(res["seconds"])
-                        done += 1
-                    else:
-                        ledger.set(name, "failed", exit_status=res["status"], seconds=res["seconds"])
-                        failed += 1
-                report(done, len(running), failed, force=True)
-            try:  # a worker that just died is skipped (its runs are started again elsewhere)
-                executing = {k for keys in client.run(_executing, on_error="ignore").values() for k in keys}
-            except (OSError, TimeoutError):
-                executing = set()
-            for f, name in futures.items():
-                if f.key in executing and name not in running:
-                    running.add(name)
-                    ledger.started(name)
-            report(done, len(running), failed)
-            time.sleep(0.5)
+                    ledger.set(name, "failed", exit_status=res["status"], seconds=res["seconds"])
+                    failed += 1
+            report(done, len(running), failed, force=True)
+        try:  # a worker that just died is skipped (its runs are started again elsewhere)
+            executing = {k for keys in client.run(_executing, on_error="ignore").values() for k in keys}
+        except (OSError, TimeoutError):
+            executing = set()
+        for f, name in futures.items():
+            if f.key in executing and name not in running:
+                running.add(name)
+                ledger.started(name)
+        report(done, len(running), failed)
+        time.sleep(0.5)
+
+
+def _stop_runs(client, futures: dict, running: set, signum: int, signalled: set) -> None:
+    """After a signal: cancel the runs not started yet and pass the signal to the others (once each)."""
+    try:
+        executing = {k for keys in client.run(_executing, on_error="ignore").values() for k in keys}
+    except (OSError, TimeoutError):
+        executing = set()
+    waiting = [f for f, name in futures.items()
+               if name not in running and f.key not in executing and not f.cancelled()]
+    if waiting:
+        client.cancel(waiting)
+    try:
+        sent = client.run(_signal_runs, int(signum), sorted(signalled), on_error="ignore")
+    except (OSError, TimeoutError):
+        return
+    for pids in sent.values():
+        signalled.update(pids)
