@@ -253,6 +253,8 @@ def _load(path: Path, where: str, check_finite: bool) -> dict:
         problem = "the Adam state does not match theta"
     elif state is not None and check_finite and not (np.isfinite(state.m).all() and np.isfinite(state.v).all()):
         problem = "the Adam state holds NaN or inf"
+    elif state is not None and (state.v < 0).any():
+        problem = "the Adam second moment adam_v holds negative values (a mean of squares never is)"
     extra = {k[len("extra_"):]: data[k] for k in sorted(data) if k.startswith("extra_")}
     for name, value in extra.items():
         if problem is None and not (value.shape == theta.shape and value.dtype == theta.dtype

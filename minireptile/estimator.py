@@ -31,7 +31,7 @@ from . import validation as check
 from .backends import get_backend
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ReptileConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, DivergenceError
 from .evaluation.fewshot import adapt_and_classify
 from .evaluation.regression import adapt_and_score, mean_ci95
 from .mlp import MLPSpec, init_params
@@ -40,7 +40,7 @@ from .progress import Counter, Progress
 from .reference import forward
 from .reptile import meta_train
 from .tasks.sine import SinePreset, get_preset
-from .tasks.sources import TaskSource, as_task_source
+from .tasks.sources import ArrayTasks, TaskSource, as_task_source
 from .tasks.streams import DEFAULT_SEED, INIT, stream_rng
 
 EVAL_CHUNK = 250  # held-out tasks per backend call (results do not depend on it)
@@ -279,6 +279,11 @@ class Reptile:
         -------
         phi : ndarray, shape (P,)
             The adapted parameters (θ is not modified); pass them to :meth:`predict`.
+
+        Raises
+        ------
+        DivergenceError
+            The adapted parameters became NaN or inf (the inner learning rate is too large).
         """
         steps = self._outer["inner_steps"] if steps is None else check.count("steps", steps, minimum=0)
         theta = self._params(params)
@@ -287,8 +292,12 @@ class Reptile:
         if steps == 0:
             return theta.copy()
         plan = np.broadcast_to(np.arange(X.shape[0], dtype=np.int64), (1, steps, X.shape[0])).copy()
-        res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(),
-                                                   check_finite=False)  # checked just above
+        with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is raised below, not warned
+            res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(),
+                                                       check_finite=False)  # checked just above
+        if not np.isfinite(res.phi[0]).all():
+            raise DivergenceError(f"adapt: the parameters became NaN or inf within {steps} steps; use a smaller "
+                                  f"inner_lr (now {self.inner.lr:g})")
         return res.phi[0]
 
     def predict(self, X, params=None) -> np.ndarray:
@@ -331,6 +340,11 @@ class Reptile:
         source = self._source(tasks)
         if n_tasks is not None:
             check.count("n_tasks", n_tasks, minimum=2)
+        elif not isinstance(source, ArrayTasks):
+            raise ValueError(f"n_tasks: None (every task) needs tasks given as arrays; give a number of tasks for "
+                             f"{type(source).__name__}")
+        if steps is not None and (isinstance(steps, (str, bytes)) or not np.iterable(steps)):
+            raise ValueError(f"steps: expected a sequence of step counts such as (0, 1, 5), got {steps!r}")
         steps = tuple(source.eval_steps if steps is None else steps)
         theta = self._params(params)
         Xs, Ys, Xq, Yq = source.eval_tasks(self.seed, n_tasks, self.dtype)
@@ -401,6 +415,9 @@ class Reptile:
         cfg = ck["config"]
         try:
             spec = MLPSpec.from_dict(cfg["model"])
+            if ck["theta"].shape != (spec.n_params,):   # before the model allocates anything of its size
+                raise CheckpointError(f"checkpoint: {str(path)!r} is corrupted: theta {ck['theta'].dtype} "
+                                      f"{ck['theta'].shape} does not fit the model {spec.sizes}")
             r = dict(cfg["reptile"])
             inner = dict(r.pop("inner"))
             model = cls(spec, optimizer=inner["name"], inner_lr=inner["lr"], beta1=inner["beta1"],
@@ -408,6 +425,8 @@ class Reptile:
                         eps0=r["eps0"], eps_final=r["eps_final"], inner_steps=r["inner_steps"],
                         inner_batch=r["inner_batch"], backend=cfg.get("backend", "numba"), dtype=cfg["dtype"],
                         seed=cfg["seed"])
+        except CheckpointError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint: {str(path)!r} holds no usable model configuration ({exc})") from None
         if ck["theta"].shape != (spec.n_params,) or ck["theta"].dtype != model.dtype:

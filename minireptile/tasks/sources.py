@@ -209,7 +209,7 @@ class ArrayTasks(TaskSource):
         score on the others. Default: half the points.
 
     Training draws tasks uniformly with replacement; evaluation uses every task once (``n_tasks``
-    of :meth:`Reptile.evaluate` may ask for fewer: the first ones).
+    of :meth:`Reptile.evaluate` may ask for fewer: the first ones; more is a ValueError).
     """
 
     def __init__(self, X, Y, shots=None):
@@ -234,7 +234,9 @@ class ArrayTasks(TaskSource):
         return X, Y.reshape(shape + self.Y.shape[1:]), _plans(rng, n, self.n_points, steps, batch, shape)
 
     def eval_tasks(self, seed, n_tasks, dtype):
-        n_tasks = self.X.shape[0] if n_tasks is None else min(n_tasks, self.X.shape[0])
+        if n_tasks is not None and n_tasks > self.X.shape[0]:
+            raise ValueError(f"n_tasks: expected at most {self.X.shape[0]} (the tasks given), got {n_tasks}")
+        n_tasks = self.X.shape[0] if n_tasks is None else n_tasks
         order = np.argsort(stream_rng(seed, EVAL).random((n_tasks, self.n_points)), axis=1, kind="stable")
         X = np.take_along_axis(self.X[:n_tasks], order[..., None], axis=1)
         Y = np.take_along_axis(self.Y[:n_tasks], order if self.loss == "ce" else order[..., None], axis=1)
