@@ -36,6 +36,7 @@ import numpy as np
 from . import runs
 from .cluster import add_cluster_flags
 from .common import FlagError
+from .ledger import STATES, Ledger, LedgerError  # noqa: F401 (the sweep's API)
 from .sweep_summary import format_table, metrics, plot_summary, summarise, write_summary  # noqa: F401 (the sweep's API)
 
 SWEEPABLE = ("sine", "omniglot", "compare")
@@ -44,7 +45,6 @@ OWNED = ("--seed", "--out", "--json", "--resume", "--overwrite", "--stop-after",
 DEFAULT_OUT = "runs/sweep-{command}"
 MAX_RUNS = 10_000       # runs in one sweep (seeds x grid points): larger plans are refused at once
 MAX_SEED = 2**63 - 1    # the ledger stores seeds as SQLite integers
-STATES = ("pending", "running", "done", "failed", "interrupted")
 
 
 def add_parser(sub) -> None:
@@ -220,76 +220,6 @@ def _parse(root, argv):
         message = message.split("error: ", 1)[-1]
         flag = message.split()[1].rstrip(":") if message.startswith("argument ") else "COMMAND"
         raise FlagError(flag, message.split(": ", 1)[-1]) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# the ledger
-# ---------------------------------------------------------------------------------------------
-class Ledger:
-    """The sweep's SQLite ledger: one row per run; every change is one transaction."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        with self.tx():
-            self.db.execute("CREATE TABLE IF NOT EXISTS sweep (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self.db.execute("CREATE TABLE IF NOT EXISTS runs (name TEXT PRIMARY KEY, seed INTEGER NOT NULL, "
-                            "point TEXT NOT NULL, argv TEXT NOT NULL, state TEXT NOT NULL, exit_status INTEGER, "
-                            "attempts INTEGER NOT NULL DEFAULT 0, result TEXT, seconds REAL, updated REAL NOT NULL)")
-
-    @contextlib.contextmanager
-    def tx(self):
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
-    def close(self):
-        self.db.close()
-
-    def define(self, command: str, planned: list) -> None:
-        """Record the sweep's runs; FlagError if the folder holds a sweep of another command or other flags."""
-        with self.tx():
-            row = self.db.execute("SELECT value FROM sweep WHERE key = 'command'").fetchone()
-            if row is None:
-                self.db.execute("INSERT INTO sweep VALUES ('command', ?)", (command,))
-            elif row[0] != command:
-                raise FlagError("--out", f"{str(self.path.parent)!r} holds a sweep of `{row[0]}`; use another --out")
-            for r in planned:
-                old = self.db.execute("SELECT argv FROM runs WHERE name = ?", (r["name"],)).fetchone()
-                if old is None:
-                    self.db.execute("INSERT INTO runs (name, seed, point, argv, state, updated) VALUES "
-                                    "(?, ?, ?, ?, 'pending', ?)", (r["name"], r["seed"], json.dumps(r["point"]),
-                                                                   json.dumps(r["argv"]), time.time()))
-                elif json.loads(old[0]) != r["argv"]:
-                    raise FlagError("--out", f"{str(self.path.parent)!r} holds the run {r['name']} with other flags "
-                                    f"({' '.join(json.loads(old[0]))}); use another --out for a different sweep")
-
-    def set(self, name: str, state: str, **fields) -> None:
-        cols = ", ".join(f"{k} = ?" for k in fields)
-        with self.tx():
-            self.db.execute(f"UPDATE runs SET state = ?, updated = ?{', ' + cols if cols else ''} WHERE name = ?",
-                            (state, time.time(), *fields.values(), name))
-
-    def started(self, name: str) -> None:
-        with self.tx():
-            self.db.execute("UPDATE runs SET state = 'running', attempts = attempts + 1, updated = ? WHERE name = ?",
-                            (time.time(), name))
-
-    def rows(self, names=None) -> list[dict]:
-        cur = self.db.execute("SELECT name, seed, point, argv, state, exit_status, attempts, result, seconds FROM runs "
-                              "ORDER BY rowid")
-        out = []
-        for name, seed, point, argv, state, status, attempts, result, seconds in cur.fetchall():
-            if names is None or name in names:
-                out.append({"name": name, "seed": seed, "point": json.loads(point), "argv": json.loads(argv),
-                            "state": state, "exit_status": status, "attempts": attempts,
-                            "result": json.loads(result) if result else None, "seconds": seconds})
-        return out
 
 
 # ---------------------------------------------------------------------------------------------
