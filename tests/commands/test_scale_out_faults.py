@@ -195,3 +195,73 @@ def test_grid_file_values_no_flag_can_take_are_flag_errors(tmp_path, body, match
     (tmp_path / "g.toml").write_bytes(body)
     with pytest.raises(FlagError, match=match):
         read_grid_file(tmp_path / "g.toml")
+
+
+# ---------------------------------------------------------------------------------------------------
+# --scheduler that is not a (working) Dask scheduler
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture
+def server():
+    """A TCP server on localhost that sends ``reply`` (None: nothing) to each connection; its address."""
+    import socket
+    import threading
+
+    socks = []
+
+    def serve(reply):
+        s = socket.create_server(("127.0.0.1", 0))
+        socks.append(s)
+
+        def loop():
+            while True:
+                try:
+                    conn, _ = s.accept()
+                except OSError:
+                    return
+                socks.append(conn)
+                if reply is not None:
+                    conn.sendall(reply)
+
+        threading.Thread(target=loop, daemon=True).start()
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+    yield serve
+    for s in socks:
+        s.close()
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+SCHED_RUN = ["sine", "--iters", "5", "--meta-batch", "2", "--no-plot", "--quiet"]
+
+
+@pytest.mark.parametrize("reply,match", [(None, "no Dask handshake within 1 s"),
+                                         (b"HTTP/1.0 200 OK\r\n\r\nhello", "is not a Dask scheduler")])
+def test_a_scheduler_address_that_is_not_dask_is_refused_in_seconds(server, tmp_path, capsys, monkeypatch, reply,
+                                                                     match):
+    from minireptile.commands import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1.0)
+    address = server(reply)
+    assert main([*SCHED_RUN, "--scheduler", address, "--out", str(tmp_path / "r")]) == 2
+    line = one_error_line(capsys)
+    assert "argument --scheduler: " in line and match in line and address in line
+
+
+def test_a_scheduler_without_workers_is_one_error_after_a_stated_wait(tmp_path, capsys, monkeypatch):
+    from minireptile.commands import cluster
+
+    monkeypatch.setattr(cluster, "WORKER_WAIT_SECONDS", 1.0)
+    with distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp://", dashboard_address=":0") as c:
+        capsys.readouterr()
+        assert main([*SCHED_RUN, "--scheduler", c.scheduler_address, "--out", str(tmp_path / "r")]) == 2
+        line = one_error_line(capsys)
+        assert f"the Dask cluster at {c.scheduler_address!r} has no workers (waited 1 s)" in line
+        assert main(["sweep", "sine", "--seeds", "0", "--iters", "5", "--scheduler", c.scheduler_address, "--out",
+                     str(tmp_path / "s")]) == 2
+        assert "has no workers" in capsys.readouterr().err
