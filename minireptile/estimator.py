@@ -29,6 +29,7 @@ import numpy as np
 
 from . import validation as check
 from .backends import get_backend
+from .budget import check_fits
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ReptileConfig
 from .errors import CheckpointError, DivergenceError
@@ -141,6 +142,8 @@ class Reptile:
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
         self.seed = check.count("seed", seed, minimum=0)
+        # θ0, θ, a gradient and Adam's moments, per task of a meta-batch at most a few more
+        check_fits({"layers": 8 * self.spec.n_params * self.dtype.itemsize})
         self.theta0 = init_params(self.spec, stream_rng(self.seed, INIT), self.dtype)
         self.theta = self.theta0.copy()
         self.state = None
@@ -218,6 +221,7 @@ class Reptile:
         source = self._source(tasks)
         config = self.config(check.count("iters", iters))
         backend = get_backend(self.backend)
+        self._check_fit_memory(source, config)
         block_iters = source.block_iters(config.meta_batch)
         seed, dtype = self.seed, self.dtype
 
@@ -242,6 +246,14 @@ class Reptile:
             report.close()
         self.theta, self.state, self.history, self.iterations = theta, state, history, done[0]
         return history
+
+    def _check_fit_memory(self, source, config) -> None:
+        """ValueError naming iters, meta_batch or inner_steps when a fit's arrays would not fit in memory."""
+        points = getattr(source, "n_points", 1) * (source.d_in + source.d_out) * self.dtype.itemsize
+        tasks = config.meta_batch * source.block_iters(config.meta_batch)   # tasks sampled at once
+        check_fits({"iters": 8 * config.iters,
+                    "meta_batch": tasks * (points + 2 * self.spec.n_params * self.dtype.itemsize),
+                    "inner_steps": tasks * config.inner_steps * config.inner_batch * 8})
 
     def _eval_opt(self) -> InnerOptimizer:
         o = self.inner
@@ -291,6 +303,7 @@ class Reptile:
         _, X, Y = check.batch_args(self.spec, theta, X, Y)
         if steps == 0:
             return theta.copy()
+        check_fits({"steps": 8 * steps * X.shape[0]})
         plan = np.broadcast_to(np.arange(X.shape[0], dtype=np.int64), (1, steps, X.shape[0])).copy()
         with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is raised below, not warned
             res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(),
@@ -346,6 +359,9 @@ class Reptile:
         if steps is not None and (isinstance(steps, (str, bytes)) or not np.iterable(steps)):
             raise ValueError(f"steps: expected a sequence of step counts such as (0, 1, 5), got {steps!r}")
         steps = tuple(source.eval_steps if steps is None else steps)
+        if n_tasks is not None:
+            per_task = getattr(source, "n_points", 1) * (source.d_in + source.d_out) * self.dtype.itemsize
+            check_fits({"n_tasks": n_tasks * (per_task + 8 * len(steps) + 64)})
         theta = self._params(params)
         Xs, Ys, Xq, Yq = source.eval_tasks(self.seed, n_tasks, self.dtype)
         backend, opt, n = get_backend(self.backend), self._eval_opt(), Xs.shape[0]

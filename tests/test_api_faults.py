@@ -63,3 +63,28 @@ def test_a_negative_adam_second_moment_is_refused_at_load(tmp_path):
     save_checkpoint(tmp_path / "c.npz", theta, {}, 1, AdamState(np.zeros(4), -np.ones(4), 1), status="running")
     with pytest.raises(CheckpointError, match="adam_v holds negative values"):
         load_checkpoint(tmp_path / "c.npz")
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: Reptile((1, 10**6, 10**6, 1)), "layers"),
+    (lambda: tiny().fit("gist", iters=10**12), "iters"),
+    (lambda: tiny(meta_batch=10**12).fit("gist", 1), "meta_batch"),
+    (lambda: tiny(inner_steps=10**12).fit("gist", 1), "inner_steps"),
+    (lambda: tiny().adapt(np.zeros((3, 1)), np.zeros((3, 1)), steps=10**12), "steps"),
+    (lambda: tiny().evaluate("gist", n_tasks=10**12), "n_tasks"),
+])
+def test_sizes_that_cannot_fit_in_memory_are_a_value_error_naming_the_argument(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}: too large: its arrays would need about [\d,.]+ GiB"):
+        call()
+
+
+def test_episode_labels_may_be_any_integers_and_never_size_an_allocation():
+    from minireptile.tasks.episodes import class_table
+    from minireptile.tasks.sources import EpisodeTasks
+
+    v = rng(0).normal(size=(40, 3))
+    labels = np.repeat(np.arange(8), 5)
+    tasks = EpisodeTasks(v, labels * 10**15 - 3, ways=2, shots=1, queries=1)
+    np.testing.assert_array_equal(tasks.labels, labels)
+    with pytest.raises(ValueError, match="without gaps; id 1 is unused"):
+        class_table(labels * 10**15)

@@ -139,8 +139,8 @@ class EpisodeTasks(TaskSource):
     vectors : ndarray, shape (n_examples, d_in)
         Meta-training examples (e.g. flattened images).
     labels : ndarray of int, shape (n_examples,)
-        Their class ids (any integers; each class needs ``train_shots`` examples, and ``shots +
-        queries`` for evaluation).
+        Their class ids (any integers, renumbered 0 … n_classes-1 in increasing order; each class
+        needs ``train_shots`` examples, and ``shots + queries`` for evaluation).
     ways, shots, queries : int
         Classes per episode, support and query examples per class of held-out episodes.
     train_shots : int, optional
@@ -167,6 +167,9 @@ class EpisodeTasks(TaskSource):
             if self.test_vectors.shape[1] != self.vectors.shape[1]:
                 raise ValueError(f"test_vectors: expected shape (n_examples, d_in={self.vectors.shape[1]}), "
                                  f"got {self.test_vectors.shape}")
+        # any integers: renumbered 0 … n_classes-1 in increasing order (unchanged when they already are)
+        self.labels = np.unique(self.labels, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        self.test_labels = np.unique(self.test_labels, return_inverse=True)[1].reshape(-1).astype(np.int64)
         self.replacement = bool(replacement)
         self.d_in, self.d_out = self.vectors.shape[1], self.ways
         self.n_points = self.ways * self.train_shots
