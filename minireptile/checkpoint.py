@@ -201,6 +201,12 @@ def _scalar_str(data, key, where) -> str:
 def _load(path: Path, where: str, check_finite: bool) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint: no file at {where}")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not (magic.startswith(b"PK") or magic == b"\x93NUMPY"):   # else numpy would call it pickled data
+        start = f"it starts with {magic!r}" if magic else "it is empty"
+        raise CheckpointError(f"checkpoint: {where} is truncated, corrupted or not a minireptile checkpoint (not an "
+                              f".npz archive: {start})")
     z = np.load(path, allow_pickle=False)
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise CheckpointError(f"checkpoint: {where} is a single .npy array, not a minireptile checkpoint")

@@ -239,7 +239,12 @@ def run_one(command: str, argv: list, folder: str) -> dict:
     _wait_for_folder(folder)
     t = time.perf_counter()
     extra = ["--out", str(folder), "--json", str(result), "--quiet"]
-    if ckpt.exists() and _checkpoint_status(ckpt) is not None:
+    status = _checkpoint_status(ckpt) if ckpt.exists() else None
+    if status == "diverged":   # final: the same flags and seed diverge again (the log says where)
+        with open(folder / "log.txt", "ab") as log:
+            log.write(b"the run diverged earlier (exit 3); its last finite theta is in checkpoint.npz\n")
+        return {"status": 3, "seconds": 0.0, "summary": None, "log": "the run diverged earlier (exit 3)"}
+    if status is not None:
         extra = ["--resume", str(ckpt), *extra]
         with contextlib.suppress(FileNotFoundError):
             result.unlink()   # a result is only ever the one this invocation writes

@@ -265,3 +265,14 @@ def test_a_scheduler_without_workers_is_one_error_after_a_stated_wait(tmp_path, 
         assert main(["sweep", "sine", "--seeds", "0", "--iters", "5", "--scheduler", c.scheduler_address, "--out",
                      str(tmp_path / "s")]) == 2
         assert "has no workers" in capsys.readouterr().err
+
+
+def test_a_diverged_run_is_final_in_a_sweep_not_a_request_for_overwrite(tmp_path):
+    from minireptile.commands.sweep import run_one
+
+    argv = ["--iters", "50", "--inner-lr", "50", "--backend", "numpy", "--no-plot", "--seed", "0"]
+    assert main(["sine", *argv, "--out", str(tmp_path / "r"), "--quiet"]) == 3
+    res = run_one("sine", argv, str(tmp_path / "r"))
+    assert res["status"] == 3 and "diverged earlier" in res["log"]
+    assert "--overwrite" not in (tmp_path / "r" / "log.txt").read_text()
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.npz")["status"] == "diverged"
