@@ -51,9 +51,17 @@ def test_load_checks_thetas_shape_before_building_a_huge_model(tmp_path):
     cfg = ck["config"]
     cfg["model"]["sizes"] = [1, 30000, 30000, 1]     # 900 million parameters, if it were built
     save_checkpoint(tmp_path / "bad.npz", ck["theta"], cfg, 1)
-    with pytest.raises(CheckpointError, match=r"is corrupted: theta float64 \(\d+,\) does not fit the model "
-                                              r"\(1, 30000, 30000, 1\)"):
-        Reptile.load(tmp_path / "bad.npz")
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"is corrupted: theta float64 \(\d+,\) does not fit the model "
+                                                  r"\(1, 30000, 30000, 1\)"):
+            Reptile.load(tmp_path / "bad.npz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**26   # nothing of the model's size (6.7 GiB) was allocated
 
 
 def test_a_negative_adam_second_moment_is_refused_at_load(tmp_path):
