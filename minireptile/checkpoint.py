@@ -36,9 +36,9 @@ import numpy as np
 
 from .errors import CheckpointError
 from .optim import AdamState
-from .safety import temp_prefix
+from .safety import CHECKPOINT_FORMAT, temp_prefix
 
-FORMAT = "minireptile-checkpoint"
+FORMAT = CHECKPOINT_FORMAT
 FORMAT_VERSION = 1
 STATUSES = ("running", "stopped", "interrupted", "diverged", "complete")
 

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 LOCK_NAME = ".minireptile.lock"
+CHECKPOINT_FORMAT = "minireptile-checkpoint"   # the ``format`` field of every checkpoint (:mod:`minireptile.checkpoint`)
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp$")
 
 
@@ -145,15 +146,13 @@ def check_lock(folder, fd: int | None = None) -> None:
 # ---------------------------------------------------------------------------------------------------------
 def is_checkpoint(path) -> bool:
     """Whether ``path`` is a minireptile checkpoint (a .npz whose ``format`` says so); never raises."""
-    from .checkpoint import FORMAT
-
     try:
         if not zipfile.is_zipfile(path):
             return False
         with zipfile.ZipFile(path) as z:
             if "format.npy" not in z.namelist() or z.getinfo("format.npy").file_size > 4096:
                 return False
-            return FORMAT.encode("utf-32-le") in z.read("format.npy")
+            return CHECKPOINT_FORMAT.encode("utf-32-le") in z.read("format.npy")
     except (OSError, zipfile.BadZipFile, KeyError, ValueError, RuntimeError):
         return False
 
