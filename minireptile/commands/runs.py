@@ -24,6 +24,7 @@ It writes nothing outside the folders the user named (``--out``, the checkpoint'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -414,10 +415,27 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
     last = {"it": start, "theta": theta, "state": state}
 
     with Interruptible() as interrupt:
+        folder = Path(ckpt_path).parent
+        folder_id = os.stat(folder).st_ino
+
         def checkpoint(it, theta, state, status):
-            safety.check_lock(Path(ckpt_path).parent)   # still this run's folder: else stop, writing nothing
+            safety.check_lock(folder)   # still this run's folder: else stop, writing nothing
             with interrupt.critical():
-                save(it, theta, state, status)
+                try:
+                    save(it, theta, state, status)
+                except OSError:
+                    safety.check_lock(folder)   # the folder moved or the lock went during the write: say so
+                    raise
+                try:
+                    same = os.stat(folder).st_ino == folder_id
+                except OSError:
+                    same = False
+                if not same:   # moved away during the write
+                    if not (folder / LOCK_NAME).exists():   # ... which made the folder anew: take back what we made
+                        with contextlib.suppress(OSError):
+                            Path(ckpt_path).unlink()
+                            folder.rmdir()
+                    safety.check_lock(folder)
 
         def on_chunk(it, theta, losses, state):
             progress(it, theta, losses, state)

@@ -2,6 +2,8 @@
 
 import io
 
+import pytest
+
 from minireptile import cli
 from minireptile.cli import main
 
@@ -56,3 +58,20 @@ def test_a_ctrl_c_while_the_first_is_reported_is_still_one_line_and_130(monkeypa
     assert main(["sine"]) == 130
     assert err.getvalue() == "minireptile: interrupted\n"
 
+
+
+def test_a_plot_that_cannot_be_written_does_not_stop_the_json_summary(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from minireptile.commands import plots
+
+    def full(path, write):
+        raise OSError(28, f"cannot write {str(path)!r}: No space left on device")
+
+    monkeypatch.setattr(plots, "atomic_write", full)
+    argv = ["sine", "--iters", "5", "--backend", "numpy", "--eval-tasks", "2", "--quiet", "--out", str(tmp_path / "r"),
+            "--json", str(tmp_path / "r.json")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: plot not written: ") and "cannot write" in err and "No space left" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (tmp_path / "r.json").exists() and not (tmp_path / "r" / "sine.png").exists()
