@@ -75,3 +75,18 @@ def test_a_plot_that_cannot_be_written_does_not_stop_the_json_summary(tmp_path, 
     assert err.startswith("warning: plot not written: ") and "cannot write" in err and "No space left" in err
     assert len(err.strip().splitlines()) == 1
     assert (tmp_path / "r.json").exists() and not (tmp_path / "r" / "sine.png").exists()
+
+
+def test_a_full_numba_cache_names_the_folder_and_numba_cache_dir(tmp_path, capsys, monkeypatch):
+    from minireptile.backends import get_backend
+
+    backend = get_backend("numba")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(backend), "warmup", full)
+    assert main(["sine", *TINY[:2], "--out", str(tmp_path / "r"), "--no-plot", "--quiet"]) == 1
+    line = one_error_line(capsys)
+    assert "cannot write the numba kernel cache in " in line and "No space left on device" in line
+    assert "NUMBA_CACHE_DIR" in line
