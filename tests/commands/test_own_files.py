@@ -167,3 +167,15 @@ def test_a_run_whose_folder_was_moved_does_not_recreate_it(tmp_path):
             a.send_signal(signal.SIGKILL)
     assert a.returncode == 1 and "is gone" in err and "Traceback" not in err, err
     assert not d.exists()
+
+
+def test_a_full_disk_when_taking_the_lock_names_the_lock(tmp_path, capsys, monkeypatch):
+    from minireptile import safety
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safety, "write_owner", full)
+    assert sine("--out", tmp_path / "s") == 2
+    line = one_error_line(capsys)
+    assert "cannot write the lock" in line and ".minireptile.lock" in line and "disk full" in line

@@ -94,3 +94,19 @@ def test_a_ledger_locked_by_another_process_is_named(tmp_path, capsys, monkeypat
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_a_full_disk_while_writing_the_ledger_is_an_os_error_naming_it(tmp_path):
+    path = make_ledger(tmp_path / "s")
+    ledger = Ledger(path)
+
+    class FullDisk:
+        def execute(self, *args):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    real, ledger.db = ledger.db, FullDisk()
+    try:
+        with pytest.raises(OSError, match=r"cannot write the sweep ledger .*ledger.sqlite.* \(disk I/O error\)"):
+            ledger.set("seed=0", "done")
+    finally:
+        real.close()
