@@ -72,6 +72,10 @@ def quote(path) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # signals
 # ---------------------------------------------------------------------------------------------------------
+class SamplingAborted(BaseException):
+    """Raised by :class:`Interruptible` inside :meth:`~Interruptible.abortable` work on the first signal."""
+
+
 class Interruptible:
     """Context manager that turns the first SIGINT/SIGTERM/SIGHUP into a request to stop cleanly.
 
@@ -87,6 +91,7 @@ class Interruptible:
         self.signum = None
         self._previous = {}
         self._depth = 0
+        self._abortable = 0
         self._hard = False
 
     def _handler(self, signum, frame):
@@ -101,6 +106,25 @@ class Interruptible:
                   file=sys.stderr, flush=True)
         except RuntimeError:  # stderr was in the middle of a write (a reentrant call): the flag is what counts
             pass
+        if self._abortable and not self._depth:
+            raise SamplingAborted
+
+    def abortable(self):
+        """Context manager around pure work (sampling tasks): the first signal abandons it at once by raising
+        :class:`SamplingAborted` (the run then stops at its last finished chunk)."""
+        outer = self
+
+        class _Abortable:
+            def __enter__(self):
+                if outer.signum is not None:
+                    raise SamplingAborted
+                outer._abortable += 1
+
+            def __exit__(self, *exc):
+                outer._abortable -= 1
+                return False
+
+        return _Abortable()
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -404,7 +428,12 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
             save_checkpoint(ckpt_path, theta, cfg, it, state, status=status)
     if train is None:
         def train(theta, state, start, stop, callback, chunk_iters, chunk_seconds):
-            meta_train(spec, theta, sample_block, block_iters, rcfg, backend, start=start, stop=stop, state=state,
+            sample = sample_block
+            if getattr(backend, "bind_tasks", None) is None:   # sampled here, not on workers: a signal
+                def sample(b):                                  # abandons a long sampling at once
+                    with interrupt.abortable():
+                        return sample_block(b)
+            meta_train(spec, theta, sample, block_iters, rcfg, backend, start=start, stop=stop, state=state,
                        callback=callback, chunk_iters=chunk_iters, chunk_seconds=chunk_seconds)
     iters = rcfg.iters if iters is None else iters
     total = iters if total is None else total
@@ -450,6 +479,8 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
             with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, not warned
                 try:
                     train(theta, state, start, stop, on_chunk, every or None, CHUNK_SECONDS)
+                except SamplingAborted:
+                    pass   # stopped while sampling the next block: the last finished chunk is saved below
                 except DivergenceError:
                     raise
                 except Exception:

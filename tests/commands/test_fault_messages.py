@@ -90,3 +90,58 @@ def test_a_full_numba_cache_names_the_folder_and_numba_cache_dir(tmp_path, capsy
     line = one_error_line(capsys)
     assert "cannot write the numba kernel cache in " in line and "No space left on device" in line
     assert "NUMBA_CACHE_DIR" in line
+
+
+def test_a_signal_while_a_long_block_is_sampled_stops_at_once_at_the_last_chunk(tmp_path, capsys):
+    import os
+    import signal
+    import time
+
+    import numpy as np
+
+    from minireptile import InnerOptimizer, MLPSpec, ReptileConfig, get_backend, get_preset, init_params, stream_rng
+    from minireptile.checkpoint import load_checkpoint
+    from minireptile.commands import runs
+    from minireptile.tasks import sine_block
+
+    spec = MLPSpec((1, 8, 1))
+    rcfg = ReptileConfig(iters=100, meta_batch=2, inner_steps=2, inner_batch=5, inner=InnerOptimizer(lr=0.01))
+    preset, waited = get_preset("gist"), []
+
+    def sample_block(b):
+        if b == 1:   # the next block is huge: sampling it would take minutes
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100_000):
+                waited.append(1)
+                time.sleep(0.001)
+        return sine_block(1, b, 3, 2, preset, 2, 5)
+
+    ckpt = tmp_path / "checkpoint.npz"
+    with runs.claim_folder(tmp_path):
+        status, it, *_ = runs.train_with_checkpoints(
+            prog="minireptile sine", command="sine", ckpt_path=ckpt, cfg={}, spec=spec,
+            theta=init_params(spec, stream_rng(1, 0), np.float64), state=None, start=0, stop=100,
+            sample_block=sample_block, block_iters=3, rcfg=rcfg, backend=get_backend("numpy"), every=0,
+            progress=lambda *a: None)
+    assert status == 130 and it == 3 and len(waited) < 1000   # abandoned at once, not after the sampling
+    ck = load_checkpoint(ckpt)
+    assert ck["status"] == "interrupted" and ck["iteration"] == 3
+    assert "interrupted at iteration 3/100" in capsys.readouterr().out
+
+
+def test_epoch_plans_in_pieces_are_the_same_numbers_as_one_draw(monkeypatch):
+    import numpy as np
+
+    from minireptile.tasks import streams
+
+    def one_draw(rng, n_tasks, n_points, steps, batch):
+        n_epochs = -(-steps * batch // n_points)
+        keys = rng.random((n_tasks, n_epochs, n_points))
+        perm = np.argsort(keys, axis=-1, kind="stable").reshape(n_tasks, n_epochs * n_points)
+        return perm[:, : steps * batch].reshape(n_tasks, steps, batch)
+
+    monkeypatch.setattr(streams, "PLAN_PIECE", 64)   # many pieces
+    for args in [(7, 10, 5, 3), (40, 50, 80, 10), (3, 5, 1, 5)]:
+        a, b = np.random.default_rng(3), np.random.default_rng(3)
+        np.testing.assert_array_equal(streams.epoch_plan(a, *args), one_draw(b, *args))
+        assert a.random() == b.random()              # and the generator is left in the same state
