@@ -110,9 +110,18 @@ def lock_owner(fd: int) -> str:
     return (text.splitlines() or ["unknown"])[0].strip() or "unknown"
 
 
-def check_lock(folder, fd: int | None = None) -> None:
+def lock_identity(folder) -> tuple[int, int] | None:
+    """(device, inode) of ``folder/.minireptile.lock`` (not following a link), or None if there is none."""
+    try:
+        st = os.stat(Path(folder) / LOCK_NAME, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_lock(folder, fd: int | None = None, identity: tuple[int, int] | None = None) -> None:
     """LockLostError unless ``folder/.minireptile.lock`` is still this process's (its pid and host; with
-    ``fd``, the lock's descriptor, also the same file).
+    ``fd``, the lock's descriptor, or ``identity``, its :func:`lock_identity`, also the same file).
 
     Called before every checkpoint write: a lock removed, replaced, or left behind with a folder that
     was moved away means another run may own the folder now, so nothing more is written.
@@ -123,8 +132,9 @@ def check_lock(folder, fd: int | None = None) -> None:
         st = os.stat(path, follow_symlinks=False)
         if fd is not None:
             mine = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
-                problem = "was replaced"
+            identity = mine.st_dev, mine.st_ino
+        if identity is not None and (st.st_dev, st.st_ino) != tuple(identity):
+            problem = "was replaced by another file"
         if problem is None:
             with open(path, "rb") as f:
                 text = f.read(256).decode(errors="replace")

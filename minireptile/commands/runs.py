@@ -445,15 +445,15 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
 
     with Interruptible() as interrupt:
         folder = Path(ckpt_path).parent
-        folder_id = os.stat(folder).st_ino
+        folder_id, lock_id = os.stat(folder).st_ino, safety.lock_identity(folder)
 
         def checkpoint(it, theta, state, status):
-            safety.check_lock(folder)   # still this run's folder: else stop, writing nothing
+            safety.check_lock(folder, identity=lock_id)   # still this run's lock: else stop, writing nothing
             with interrupt.critical():
                 try:
                     save(it, theta, state, status)
                 except OSError:
-                    safety.check_lock(folder)   # the folder moved or the lock went during the write: say so
+                    safety.check_lock(folder, identity=lock_id)   # the folder or lock went during the write
                     raise
                 try:
                     same = os.stat(folder).st_ino == folder_id
@@ -464,7 +464,7 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
                         with contextlib.suppress(OSError):
                             Path(ckpt_path).unlink()
                             folder.rmdir()
-                    safety.check_lock(folder)
+                    safety.check_lock(folder, identity=lock_id)
 
         def on_chunk(it, theta, losses, state):
             progress(it, theta, losses, state)

@@ -17,7 +17,7 @@ from minireptile import Reptile
 from minireptile.checkpoint import atomic_write, load_checkpoint
 from minireptile.cli import main
 from minireptile.errors import CheckpointError
-from minireptile.safety import LockLostError, check_lock, remove_stale_temps, temp_prefix
+from minireptile.safety import LockLostError, check_lock, lock_identity, remove_stale_temps, temp_prefix
 
 TINY = ["--iters", "20", "--backend", "numpy", "--eval-tasks", "2", "--no-plot", "--quiet"]
 
@@ -109,6 +109,13 @@ def test_check_lock_stops_a_run_whose_lock_is_gone_or_not_its_own(tmp_path):
 
     with runs.claim_folder(tmp_path / "d"):
         check_lock(tmp_path / "d")
+        lock = tmp_path / "d" / ".minireptile.lock"
+        identity = lock_identity(tmp_path / "d")
+        copy = lock.read_bytes()
+        lock.unlink()
+        lock.write_bytes(copy)                               # the same words in another file: not our lock
+        with pytest.raises(LockLostError, match="was replaced by another file"):
+            check_lock(tmp_path / "d", identity=identity)
         (tmp_path / "d" / ".minireptile.lock").write_text("12345\nelsewhere\n")
         with pytest.raises(LockLostError, match="belongs to another run"):
             check_lock(tmp_path / "d")
