@@ -6,7 +6,7 @@ before any expensive work (docs/errors.md):
 1. :func:`claim_folder` takes an exclusive OS lock on the output folder (``OUT/.minireptile.lock``,
    ``flock``: it dies with the process, so ``kill -9`` leaves no stale lock; a second run on the same
    folder exits 2 at once naming the holder's pid) and removes the temporary files that dead runs
-   left behind in it.
+   left behind in it (only names minireptile made; :mod:`minireptile.safety`).
 2. :func:`check_outputs` checks that every output path (the checkpoint, ``--json``, the plot, ...) is
    distinct, is not a folder or a device, and lies in a folder this process can write.
 3. :func:`check_checkpoint_slot` refuses to overwrite the checkpoint of another (or an unfinished)
@@ -16,7 +16,9 @@ before any expensive work (docs/errors.md):
    130/143/129) and on a divergence (exit 3). Compiled calls are kept to about a quarter of a second
    (``meta_train(chunk_seconds=...)``), so a second signal stops the run within about a second;
    checkpoint writes are atomic and never cut by that second signal, and the message names the
-   iteration actually in the file.
+   iteration actually in the file. Before each write the folder's lock must still be this run's
+   (else :class:`~minireptile.safety.LockLostError`, exit 1), and a signal while a block of tasks is
+   sampled abandons the sampling at once.
 
 It writes nothing outside the folders the user named (``--out``, the checkpoint's own folder with
 ``--resume``, the folders of ``--json``/``--save``).
