@@ -14,7 +14,7 @@ A module imports only from the layers above its own, or from earlier modules of 
 layer, and imports within it may go in any order that has no cycle). ``tests/test_imports.py``
 reads this table and checks it on the source, without importing anything.
 
-    core        _version errors mlp optim config validation reference reptile checkpoint
+    core        _version errors safety mlp optim config validation budget reference reptile checkpoint
     tasks       tasks
     backends    backends
     algorithms  algorithms
@@ -26,7 +26,8 @@ reads this table and checks it on the source, without importing anything.
 The core holds the three files a reader starts with: the flat parameter layout (``mlp``), the
 NumPy reference forward/backward and inner loop (``reference``) and Reptile's outer update and
 training driver (``reptile``), with the pieces they need (errors, optimizer settings, the frozen
-``ReptileConfig``, the one validation module, atomic checkpoints). The training driver takes its
+``ReptileConfig``, the one validation module, atomic checkpoints, and the checks that keep a run to its
+own files (``safety``) and its sizes to memory (``budget``)). The training driver takes its
 backend as an argument, so the core never imports a backend.
 """
 

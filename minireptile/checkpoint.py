@@ -40,8 +40,9 @@ import numpy as np
 
 from .errors import CheckpointError
 from .optim import AdamState
+from .safety import CHECKPOINT_FORMAT, temp_prefix
 
-FORMAT = "minireptile-checkpoint"
+FORMAT = CHECKPOINT_FORMAT
 FORMAT_VERSION = 1
 STATUSES = ("running", "stopped", "interrupted", "diverged", "complete")
 
@@ -70,7 +71,7 @@ def atomic_write(path, write) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=directory)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot write {str(path)!r}: {exc.strerror}") from None
     try:
@@ -228,6 +229,12 @@ def _scalar_str(data, key, where) -> str:
 def _load(path: Path, where: str, check_finite: bool) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint: no file at {where}")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not (magic.startswith(b"PK") or magic == b"\x93NUMPY"):   # else numpy would call it pickled data
+        start = f"it starts with {magic!r}" if magic else "it is empty"
+        raise CheckpointError(f"checkpoint: {where} is truncated, corrupted or not a minireptile checkpoint (not an "
+                              f".npz archive: {start})")
     z = np.load(path, allow_pickle=False)
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise CheckpointError(f"checkpoint: {where} is a single .npy array, not a minireptile checkpoint")
@@ -284,6 +291,8 @@ def _load(path: Path, where: str, check_finite: bool) -> dict:
         problem = "the Adam state does not match theta"
     elif state is not None and check_finite and not (np.isfinite(state.m).all() and np.isfinite(state.v).all()):
         problem = "the Adam state holds NaN or inf"
+    elif state is not None and (state.v < 0).any():
+        problem = "the Adam second moment adam_v holds negative values (a mean of squares never is)"
     extra = {k[len("extra_"):]: data[k] for k in sorted(data) if k.startswith("extra_")}
     for name, value in extra.items():
         if problem is None and not (value.shape == theta.shape and value.dtype == theta.dtype

@@ -71,6 +71,25 @@ def single_threaded_blas() -> bool:
 def main(argv=None) -> int:
     """Entry point of the ``minireptile`` console script. Returns the exit status (see the module doc).
 
+    A Ctrl-C that escapes everything else (a second one while the first is being reported, during
+    startup) is still one line and status 130, never a traceback.
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None  # not cut short again
+        try:
+            print("minireptile: interrupted", file=sys.stderr)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv=None) -> int:
+    """:func:`main` without the last guard against a Ctrl-C.
+
     Bad flag values make argparse exit via SystemExit(2) after one line on stderr. The commands are
     imported here, not when this module is, so a Ctrl-C while they load is one line and status 130.
     BLAS runs on one thread unless the environment says otherwise (see the module doc).

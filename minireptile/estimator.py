@@ -34,9 +34,10 @@ import numpy as np
 from . import validation as check
 from .backends import get_backend
 from .backends.distributed import task_block_for
+from .budget import check_fits
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ReptileConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, DivergenceError
 from .evaluation.fewshot import adapt_and_classify
 from .evaluation.regression import adapt_and_score, mean_ci95
 from .mlp import MLPSpec, init_params
@@ -45,7 +46,7 @@ from .progress import Counter, Progress, format_number, resolve_mode
 from .reference import forward
 from .reptile import meta_train
 from .tasks.sine import SinePreset, get_preset
-from .tasks.sources import TaskSource, as_task_source
+from .tasks.sources import ArrayTasks, TaskSource, as_task_source
 from .tasks.streams import DEFAULT_SEED, INIT, stream_rng
 
 EVAL_CHUNK = 250  # held-out tasks per backend call (results do not depend on it)
@@ -168,6 +169,8 @@ class Reptile:
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
         self.seed = check.count("seed", seed, minimum=0)
+        # θ0, θ, a gradient and Adam's moments, per task of a meta-batch at most a few more
+        check_fits({"layers": 8 * self.spec.n_params * self.dtype.itemsize})
         self.theta0 = init_params(self.spec, stream_rng(self.seed, INIT), self.dtype)
         self.theta = self.theta0.copy()
         self.state = None
@@ -247,6 +250,7 @@ class Reptile:
         source = self._source(tasks)
         config = self.config(check.count("iters", iters))
         backend = get_backend(self.backend)
+        self._check_fit_memory(source, config)
         self._compile_notice(backend, progress)
         block_iters = source.block_iters(config.meta_batch)
         seed, dtype = self.seed, self.dtype
@@ -286,6 +290,14 @@ class Reptile:
               f"{self.inner.name}, {self.dtype.name} (once, then cached) ...", file=sys.stderr, flush=True)
         seconds = backend.warmup(self.spec, self.dtype, self.inner)
         print(f"minireptile: kernels ready in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+    def _check_fit_memory(self, source, config) -> None:
+        """ValueError naming iters, meta_batch or inner_steps when a fit's arrays would not fit in memory."""
+        points = getattr(source, "n_points", 1) * (source.d_in + source.d_out) * self.dtype.itemsize
+        tasks = config.meta_batch * source.block_iters(config.meta_batch)   # tasks sampled at once
+        check_fits({"iters": 8 * config.iters,
+                    "meta_batch": tasks * (points + 2 * self.spec.n_params * self.dtype.itemsize),
+                    "inner_steps": tasks * config.inner_steps * config.inner_batch * 8})
 
     def _eval_opt(self, lr=None) -> InnerOptimizer:
         o = self.inner
@@ -331,6 +343,11 @@ class Reptile:
         -------
         phi : ndarray, shape (P,)
             The adapted parameters (θ is not modified); pass them to :meth:`predict`.
+
+        Raises
+        ------
+        DivergenceError
+            The adapted parameters became NaN or inf (the inner learning rate is too large).
         """
         steps = self._outer["inner_steps"] if steps is None else check.count("steps", steps, minimum=0)
         theta = self._params(params)
@@ -338,9 +355,15 @@ class Reptile:
         _, X, Y = check.batch_args(self.spec, theta, X, Y)
         if steps == 0:
             return theta.copy()
+        check_fits({"steps": 8 * steps * X.shape[0]})
         plan = np.broadcast_to(np.arange(X.shape[0], dtype=np.int64), (1, steps, X.shape[0])).copy()
-        res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(lr),
-                                                   check_finite=False)  # checked just above
+        with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is raised below, not warned
+            res = get_backend(self.backend).inner_loop(self.spec, theta, X[None], Y[None], plan, self._eval_opt(lr),
+                                                       check_finite=False)  # checked just above
+        if not np.isfinite(res.phi[0]).all():
+            flag, used = ("inner_lr", self.inner.lr) if lr is None else ("lr", lr)
+            raise DivergenceError(f"adapt: the parameters became NaN or inf within {steps} steps; use a smaller "
+                                  f"{flag} (now {used:g})")
         return res.phi[0]
 
     def predict(self, X, params=None) -> np.ndarray:
@@ -396,7 +419,15 @@ class Reptile:
         source = self._source(tasks)
         if n_tasks is not None:
             check.count("n_tasks", n_tasks, minimum=2)
+        elif not isinstance(source, ArrayTasks):
+            raise ValueError(f"n_tasks: None (every task) needs tasks given as arrays; give a number of tasks for "
+                             f"{type(source).__name__}")
+        if steps is not None and (isinstance(steps, (str, bytes)) or not np.iterable(steps)):
+            raise ValueError(f"steps: expected a sequence of step counts such as (0, 1, 5), got {steps!r}")
         steps = tuple(source.eval_steps if steps is None else steps)
+        if n_tasks is not None:
+            per_task = getattr(source, "n_points", 1) * (source.d_in + source.d_out) * self.dtype.itemsize
+            check_fits({"n_tasks": n_tasks * (per_task + 8 * len(steps) + 64)})
         theta = self._params(params)
         Xs, Ys, Xq, Yq = source.eval_tasks(self.seed, n_tasks, self.dtype)
         backend, opt, n = get_backend(self.backend), self._eval_opt(lr), Xs.shape[0]
@@ -441,7 +472,16 @@ class Reptile:
 
         The file is the format ``minireptile sine`` writes (:mod:`minireptile.checkpoint`); a partly
         written file never replaces an existing one.
+
+        Raises
+        ------
+        ValueError
+            ``path`` is a folder, a device, a FIFO, a minireptile lock, or the checkpoint of a
+            command-line run (in a folder with a run's lock); nothing is written.
         """
+        from .safety import check_output_file
+
+        check_output_file("path", path, checkpoints="saved")
         save_checkpoint(Path(path), self.theta, self._config_dict(), self.iterations, self.state,
                         status="complete")
 
@@ -461,6 +501,9 @@ class Reptile:
         cfg = ck["config"]
         try:
             spec = MLPSpec.from_dict(cfg["model"])
+            if ck["theta"].shape != (spec.n_params,):   # before the model allocates anything of its size
+                raise CheckpointError(f"checkpoint: {str(path)!r} is corrupted: theta {ck['theta'].dtype} "
+                                      f"{ck['theta'].shape} does not fit the model {spec.sizes}")
             r = dict(cfg["reptile"])
             inner = dict(r.pop("inner"))
             model = cls(spec, optimizer=inner["name"], inner_lr=inner["lr"], beta1=inner["beta1"],
@@ -468,6 +511,8 @@ class Reptile:
                         eps0=r["eps0"], eps_final=r["eps_final"], inner_steps=r["inner_steps"],
                         inner_batch=r["inner_batch"], backend=cfg.get("backend", "numba"), dtype=cfg["dtype"],
                         seed=cfg["seed"], task_block=r.get("task_block"))
+        except CheckpointError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint: {str(path)!r} holds no usable model configuration ({exc})") from None
         if ck["theta"].shape != (spec.n_params,) or ck["theta"].dtype != model.dtype:

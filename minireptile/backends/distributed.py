@@ -347,6 +347,40 @@ def local_client(n_workers: int | None = None):
     env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1"}
     # no dashboard; the scheduler's own HTTP routes on a free port (its default, 8787, may be taken: a warning)
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR, env=env)
+    with _deaf_children():
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR, env=env)
     return Client(cluster)
+
+
+class _deaf_children:
+    """Start the worker processes ignoring SIGINT, SIGTERM and SIGHUP (they inherit the disposition).
+
+    A terminal's Ctrl-C or a batch system's SIGTERM goes to the whole process group: the workers must
+    outlive it so that the driver (which gets it too) finishes its chunk, writes its checkpoint and
+    closes the cluster, which ends them (a worker whose driver is gone exits too). While the workers
+    start (a few seconds) the driver ignores these signals as well. Only in the main thread
+    (elsewhere signals cannot be changed).
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.saved, self.caught = {}, []
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self.saved[sig] = signal.signal(sig, signal.SIG_IGN)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        return False

@@ -14,6 +14,8 @@ import importlib.util
 from .common import FlagError, positive_int
 
 INSTALL_HINT = 'pip install "minireptile[distributed]"'
+CONNECT_SECONDS = 10.0       # to reach a --scheduler and get its handshake
+WORKER_WAIT_SECONDS = 30.0   # for a --scheduler's cluster to have a worker
 
 
 def add_cluster_flags(p, what: str) -> None:
@@ -47,12 +49,19 @@ def open_client(args, stack: contextlib.ExitStack):
     except ImportError:
         raise FlagError(_flag(args), f"needs Dask, which is not installed: {INSTALL_HINT}") from None
     if args.scheduler is not None:
+        probe_scheduler(args.scheduler)
         try:
-            client = distributed.Client(args.scheduler, timeout="10s")
+            client = distributed.Client(args.scheduler, timeout=f"{CONNECT_SECONDS}s")
         except (OSError, ValueError, TypeError) as exc:
             raise FlagError("--scheduler", f"cannot connect to {args.scheduler!r}: {' '.join(str(exc).split())}") \
                 from None
         stack.callback(client.close)
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+        except (TimeoutError, OSError):
+            raise FlagError("--scheduler", f"the Dask cluster at {args.scheduler!r} has no workers (waited "
+                            f"{WORKER_WAIT_SECONDS:g} s); start some (`dask worker {args.scheduler}`) and run again") \
+                from None
         return client
     from ..backends.distributed import local_client
 
@@ -72,6 +81,44 @@ def require_dask(args) -> None:
     from ..errors import BackendUnavailableError
 
     raise BackendUnavailableError(f"runs its runs on a Dask cluster, and Dask is not installed: {INSTALL_HINT}")
+
+
+def probe_scheduler(address: str) -> None:
+    """FlagError naming ``address`` unless a TCP address answers as a Dask scheduler does, within seconds.
+
+    A Dask scheduler speaks first: it sends its handshake, a frame whose 8-byte length prefix is small.
+    A server that stays silent (an HTTP server, a dashboard port) or sends something else is refused
+    after :data:`CONNECT_SECONDS` instead of hanging or allocating what its bytes seem to ask for.
+    Addresses of other protocols (tls://, ucx://, ...) are left to Dask.
+    """
+    import socket
+    import struct
+
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "tcp"):
+        return
+    host, _, port = rest.rpartition(":") if ":" in rest.lstrip("[").split("]")[-1] else (rest, ":", "8786")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise FlagError("--scheduler", f"expected an address like tcp://host:8786, got {address!r}")
+    what = f"{address!r} is not a Dask scheduler"
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS) as sock:
+            sock.settimeout(CONNECT_SECONDS)
+            head = b""
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    raise FlagError("--scheduler", f"{what}: it closed the connection without a Dask handshake")
+                head += chunk
+    except TimeoutError:
+        raise FlagError("--scheduler", f"cannot connect to {address!r}: no Dask handshake within {CONNECT_SECONDS:g} "
+                        "s (is it a Dask scheduler's address, not its dashboard or another server?)") from None
+    except OSError as exc:
+        raise FlagError("--scheduler", f"cannot connect to {address!r}: {exc.strerror or exc}") from None
+    (size,) = struct.unpack("<Q", head)
+    if not 0 < size < 1 << 26:
+        raise FlagError("--scheduler", f"{what}: it answered with bytes that are not a Dask handshake")
 
 
 def n_workers(client) -> int:

@@ -168,7 +168,10 @@ def prepare_backend(prog: str, name: str, spec, dtype, opt, quiet: bool):
         say(f"{prog}: compiling the CUDA kernels (once per process) ...")
     backend = backend or get_backend(name)
     t = time.perf_counter()
-    backend.warmup(spec, np.dtype(dtype), opt)
+    try:
+        backend.warmup(spec, np.dtype(dtype), opt)
+    except OSError as exc:
+        raise _cache_error(name, exc) from None
     seconds = time.perf_counter() - t
     if name in ("numba", "cuda"):
         say(f"{prog}: kernels ready in {seconds:.1f} s")
@@ -202,6 +205,15 @@ def numba_notice(say, prog: str, spec, dtype, opt) -> None:
             "once, then cached) ...")
     else:
         say(f"{prog}: loading them from the cache ...")
+
+
+def _cache_error(name: str, exc: OSError) -> OSError:
+    """An OSError while compiling: numba writes its cache then, so name the cache folder and NUMBA_CACHE_DIR."""
+    if name != "numba":
+        return exc
+    where, _ = numba_cache_dir()
+    return OSError(exc.errno, f"cannot write the numba kernel cache in {where} ({exc.strerror or exc}); free space "
+                   "there or set NUMBA_CACHE_DIR to a writable folder with room")
 
 
 def set_threads(flag: str, n: int) -> None:

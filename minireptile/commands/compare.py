@@ -344,6 +344,8 @@ def memory_terms(cfg: dict) -> dict:
         "--eval-tasks": cfg["eval_tasks"] * ((max(cfg["shots"]) + cfg["eval_query"]) * 2 + 4 * P
                                              + 2 * (len(cfg["eval_steps"]) + 1)) * 8,
         "--train-shots": mb * n_points * width * 4 * 8,
+        # evaluation adapts every task up to the largest step count in one inner-loop call
+        "--eval-steps": cfg["eval_tasks"] * max(cfg["eval_steps"]) * max(cfg["shots"]) * 8,
     }
 
 

@@ -39,7 +39,11 @@ def _save(fig, plt, path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    try:
+        atomic_write(path, lambda f: f.write(buf.getvalue()))
+    except OSError as exc:   # a full disk loses the figure, not the outputs written after it (--json)
+        print(f"warning: plot not written: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return
     print(f"plot: {path}")
 
 

@@ -6,7 +6,7 @@ before any expensive work (docs/errors.md):
 1. :func:`claim_folder` takes an exclusive OS lock on the output folder (``OUT/.minireptile.lock``,
    ``flock``: it dies with the process, so ``kill -9`` leaves no stale lock; a second run on the same
    folder exits 2 at once naming the holder's pid) and removes the temporary files that dead runs
-   left behind in it.
+   left behind in it (only names minireptile made; :mod:`minireptile.safety`).
 2. :func:`check_outputs` checks that every output path (the checkpoint, ``--json``, the plot, ...) is
    distinct, is not a folder, a device or under /proc, /sys or /dev, and lies in a folder this process
    can create a file in (:func:`minireptile.commands.outputs.check_output_path`).
@@ -17,7 +17,9 @@ before any expensive work (docs/errors.md):
    130/143/129) and on a divergence (exit 3). Compiled calls are kept to about a quarter of a second
    (``meta_train(chunk_seconds=...)``), so a second signal stops the run within about a second;
    checkpoint writes are atomic and never cut by that second signal, and the message names the
-   iteration actually in the file.
+   iteration actually in the file. Before each write the folder's lock must still be this run's
+   (else :class:`~minireptile.safety.LockLostError`, exit 1), and a signal while a block of tasks is
+   sampled abandons the sampling at once.
 
 It writes nothing outside the folders the user named (``--out``, the checkpoint's own folder with
 ``--resume``, the folders of ``--json``/``--save``).
@@ -25,6 +27,7 @@ It writes nothing outside the folders the user named (``--out``, the checkpoint'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import safety
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, DivergenceError
 from ..reptile import meta_train
@@ -59,7 +63,7 @@ REPTILE_RUN_FLAGS = {
 from .common import EXIT_DIVERGED, EXIT_SIGNAL, FlagError, Parser, nonnegative_int, positive_int
 from .outputs import check_output_path, folder_as_given, is_stdout
 
-LOCK_NAME = ".minireptile.lock"
+LOCK_NAME = safety.LOCK_NAME
 CHECKPOINT_NAME = "checkpoint.npz"
 CHUNK_SECONDS = 0.25   # wall time of one compiled call: a second signal is honoured within about a second
 
@@ -72,6 +76,10 @@ def quote(path) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # signals
 # ---------------------------------------------------------------------------------------------------------
+class SamplingAborted(BaseException):
+    """Raised by :class:`Interruptible` inside :meth:`~Interruptible.abortable` work on the first signal."""
+
+
 class Interruptible:
     """Context manager that turns the first SIGINT/SIGTERM/SIGHUP into a request to stop cleanly.
 
@@ -82,10 +90,12 @@ class Interruptible:
     write. Outside the main thread (where Python cannot install signal handlers) this does nothing.
     """
 
-    def __init__(self):
+    def __init__(self, message: str = "stopping after the current chunk and writing a checkpoint"):
+        self.message = message
         self.signum = None
         self._previous = {}
         self._depth = 0
+        self._abortable = 0
         self._hard = False
 
     def _handler(self, signum, frame):
@@ -96,10 +106,29 @@ class Interruptible:
             raise KeyboardInterrupt
         self.signum = signum
         try:
-            print(f"\n{signal.Signals(signum).name}: stopping after the current chunk and writing a checkpoint "
-                  "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            print(f"\n{signal.Signals(signum).name}: {self.message} (press Ctrl-C again to stop at once)",
+                  file=sys.stderr, flush=True)
         except RuntimeError:  # stderr was in the middle of a write (a reentrant call): the flag is what counts
             pass
+        if self._abortable and not self._depth:
+            raise SamplingAborted
+
+    def abortable(self):
+        """Context manager around pure work (sampling tasks): the first signal abandons it at once by raising
+        :class:`SamplingAborted` (the run then stops at its last finished chunk)."""
+        outer = self
+
+        class _Abortable:
+            def __enter__(self):
+                if outer.signum is not None:
+                    raise SamplingAborted
+                outer._abortable += 1
+
+            def __exit__(self, *exc):
+                outer._abortable -= 1
+                return False
+
+        return _Abortable()
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -177,34 +206,37 @@ def _writable_folder(flag: str, folder: Path) -> None:
 def claim_folder(folder, flag: str = "--out") -> FolderLock:
     """Create ``folder`` if needed, take its lock and remove stale temporary files of dead runs.
 
+    The lock is never opened through a symlink and must be a regular file; only temporary files that
+    minireptile named, of processes that are gone, are removed (:mod:`minireptile.safety`).
     Raises FlagError (exit 2) naming ``flag`` when the folder cannot be written or another run holds it.
     """
     import fcntl
 
     folder = Path(folder)
+    if folder.is_symlink() and not folder.exists():
+        raise FlagError(flag, f"{str(folder)!r} is a symbolic link to {os.readlink(folder)!r}, which does not exist; "
+                        "create that folder or pick another --out")
     _writable_folder(flag, folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = safety.open_lock(folder)
     except OSError as exc:
-        raise FlagError(flag, f"cannot use {str(folder)!r} as the output folder ({exc.strerror})") from None
+        detail = exc.strerror if exc.errno is not None else str(exc)
+        raise FlagError(flag, f"cannot use {str(folder)!r} as the output folder ({detail})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        try:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        except OSError:
-            pid = "unknown"
+        pid = safety.lock_owner(fd)
         os.close(fd)
         raise FlagError(flag, f"{str(folder)!r} is in use by another minireptile run (pid {pid}); wait for it to "
                         "end or pick another --out") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    for stale in folder.glob(".*.tmp"):   # atomic writes of runs that were killed: no live run owns them
-        try:
-            stale.unlink()
-        except OSError:
-            pass
+    try:
+        safety.write_owner(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise FlagError(flag, f"cannot write the lock {str(folder / LOCK_NAME)!r} ({exc.strerror}); is the disk "
+                        "full?") from None
+    safety.remove_stale_temps(folder)   # atomic writes of runs that were killed: no live run owns them
     return FolderLock(folder, fd)
 
 
@@ -230,6 +262,11 @@ def check_outputs(paths: dict, resume=None) -> None:
             if key in seen and not (flag == "--out" and Path(key).name == CHECKPOINT_NAME):
                 other = seen[key]
                 raise FlagError(flag, f"{str(p)!r} is also the output of {other}; give each output its own path")
+            own = flag == "--out" and p.name == CHECKPOINT_NAME   # the run's own slot: check_checkpoint_slot
+            problem = safety.output_problem(p, checkpoints="any" if own else "refuse")
+            if problem:
+                raise FlagError(flag, problem)
+            _writable_folder(flag, p.parent if str(p.parent) else Path("."))
             seen[key] = flag
 
 
@@ -402,7 +439,12 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
                             loss_history=history.state(it) if history is not None else None)
     if train is None:
         def train(theta, state, start, stop, callback, chunk_iters, chunk_seconds):
-            meta_train(spec, theta, sample_block, block_iters, rcfg, backend, start=start, stop=stop, state=state,
+            sample = sample_block
+            if getattr(backend, "bind_tasks", None) is None:   # sampled here, not on workers: a signal
+                def sample(b):                                  # abandons a long sampling at once
+                    with interrupt.abortable():
+                        return sample_block(b)
+            meta_train(spec, theta, sample, block_iters, rcfg, backend, start=start, stop=stop, state=state,
                        callback=callback, chunk_iters=chunk_iters, chunk_seconds=chunk_seconds)
     iters = rcfg.iters if iters is None else iters
     total = iters if total is None else total
@@ -413,9 +455,27 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
     last = {"it": start, "theta": theta, "state": state}
 
     with Interruptible() as interrupt:
+        folder = Path(ckpt_path).parent
+        folder_id, lock_id = os.stat(folder).st_ino, safety.lock_identity(folder)
+
         def checkpoint(it, theta, state, status):
+            safety.check_lock(folder, identity=lock_id)   # still this run's lock: else stop, writing nothing
             with interrupt.critical():
-                save(it, theta, state, status)
+                try:
+                    save(it, theta, state, status)
+                except OSError:
+                    safety.check_lock(folder, identity=lock_id)   # the folder or lock went during the write
+                    raise
+                try:
+                    same = os.stat(folder).st_ino == folder_id
+                except OSError:
+                    same = False
+                if not same:   # moved away during the write
+                    if not (folder / LOCK_NAME).exists():   # ... which made the folder anew: take back what we made
+                        with contextlib.suppress(OSError):
+                            Path(ckpt_path).unlink()
+                            folder.rmdir()
+                    safety.check_lock(folder, identity=lock_id)
 
         def on_chunk(it, theta, losses, state):
             if history is not None:
@@ -430,7 +490,17 @@ def train_with_checkpoints(*, prog: str, command: str, ckpt_path: Path, cfg: dic
         try:
             checkpoint(start, theta, state, "running")   # from here on a valid checkpoint is always on disk
             with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, not warned
-                train(theta, state, start, stop, on_chunk, every or None, CHUNK_SECONDS)
+                try:
+                    train(theta, state, start, stop, on_chunk, every or None, CHUNK_SECONDS)
+                except SamplingAborted:
+                    pass   # stopped while sampling the next block: the last finished chunk is saved below
+                except DivergenceError:
+                    raise
+                except Exception:
+                    # after a signal to the whole process group, Dask workers may die before the chunk in
+                    # flight returns: the run then stops at the last finished chunk, which is saved below
+                    if not interrupt.requested():
+                        raise
             it, theta, state = last["it"], last["theta"], last["state"]
             seconds = time.perf_counter() - t
             if interrupt.requested():

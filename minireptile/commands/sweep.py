@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ import numpy as np
 from . import runs
 from .cluster import add_cluster_flags, require_dask
 from .common import FlagError
+from .ledger import STATES, Ledger, LedgerError  # noqa: F401 (the sweep's API)
 from .sweep_help import command_help, flags_help
 from .sweep_summary import (format_table, metrics, plot_summary, summarise, sweep_title,  # noqa: F401 (the API)
                             write_summary)
@@ -44,7 +44,8 @@ SWEEPABLE = ("sine", "omniglot", "compare")
 # flags the sweep sets for each run (a user value would make the runs collide or be lost)
 OWNED = ("--seed", "--out", "--json", "--resume", "--overwrite", "--stop-after", "--quiet", "--workers", "--scheduler")
 DEFAULT_OUT = "runs/sweep-{command}"
-STATES = ("pending", "running", "done", "failed")
+MAX_RUNS = 10_000       # runs in one sweep (seeds x grid points): larger plans are refused at once
+MAX_SEED = 2**63 - 1    # the ledger stores seeds as SQLite integers
 
 
 def add_parser(sub) -> None:
@@ -67,7 +68,7 @@ def sweep_flags() -> argparse.ArgumentParser:
 
     p = Parser(prog="minireptile sweep", add_help=False, allow_abbrev=False)
     p.add_argument("--seeds", type=seed_list, default=None, metavar="LIST",
-                   help="seeds: 0-9, 0,3,5 or 0-3,7 (default 0-4)")
+                   help="seeds: 0-9, 0,3,5 or 0-3,7 (default 0-4; a sweep has at most 10,000 runs)")
     p.add_argument("--grid", action="append", default=[], type=grid_axis, metavar="FLAG=V1,V2",
                    help="a flag of the command and its values, e.g. inner-lr=0.01,0.02 (repeat for more axes)")
     p.add_argument("--grid-file", type=Path, metavar="TOML",
@@ -94,11 +95,16 @@ def seed_list(text: str) -> tuple[int, ...]:
     """``"0-3,7"`` → (0, 1, 2, 3, 7): ranges and single seeds >= 0, no repeats."""
     seeds = []
     for part in str(text).split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        m = re.fullmatch(r"\s*(\d{1,30})\s*(?:-\s*(\d{1,30})\s*)?", part)
         if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
             raise argparse.ArgumentTypeError(f"expected seeds like 0-9 or 0,3,5 (integers >= 0), got {text!r}")
-        lo = int(m.group(1))
-        seeds += range(lo, int(m.group(2) or lo) + 1)
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi > MAX_SEED:
+            raise argparse.ArgumentTypeError(f"expected seeds up to {MAX_SEED}, got {text!r}")
+        if len(seeds) + hi - lo + 1 > MAX_RUNS:
+            raise argparse.ArgumentTypeError(f"expected at most {MAX_RUNS} seeds (a sweep has at most {MAX_RUNS} "
+                                             f"runs), got {text!r}")
+        seeds += range(lo, hi + 1)
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"expected each seed once, got {text!r}")
     return tuple(seeds)
@@ -129,6 +135,8 @@ def read_grid_file(path: Path):
         raise FlagError("--grid-file", f"cannot read {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise FlagError("--grid-file", f"{str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise FlagError("--grid-file", f"{str(path)!r} is not UTF-8 text (TOML files are UTF-8)") from None
     unknown = set(doc) - {"seeds", "grid"}
     if unknown:
         raise FlagError("--grid-file", f"{str(path)!r}: unknown keys {sorted(unknown)} (expected seeds and [grid])")
@@ -150,8 +158,8 @@ def read_grid_file(path: Path):
             raise FlagError("--grid-file", f"grid.{name}: expected a list of numbers or strings")
         try:
             axes.append(grid_axis(f"{name}=" + ",".join(runs.flag_text(v) for v in values)))
-        except argparse.ArgumentTypeError as exc:
-            raise FlagError("--grid-file", f"grid.{name}: {exc}") from None
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise FlagError("--grid-file", f"grid.{name}: {exc} (expected numbers or strings)") from None
     return seeds, axes
 
 
@@ -178,11 +186,22 @@ def plan_runs(command: str, base: list, seeds, axes) -> list[dict]:
             raise FlagError(name, "is set by the sweep for each run; leave it out")
     planned = []
     names = [flag for flag, _ in axes]
+    size = len(seeds) * int(np.prod([len(vals) for _, vals in axes], dtype=object))
+    if size > MAX_RUNS:
+        raise FlagError("--grid", f"the sweep would have {size:,} runs ({len(seeds)} seeds x grid points); at most "
+                        f"{MAX_RUNS:,} are allowed: split it into several sweeps")
     if len(set(names)) != len(names):
         raise FlagError("--grid", "each flag may be one axis of the grid only")
+    known = _command_flags(root, command)
+    sweep_own = set(sweep_flags()._option_string_actions)
     for flag in names:
         if flag in OWNED:
             raise FlagError("--grid", f"{flag} is set by the sweep for each run (use --seeds for seeds)")
+        if flag in sweep_own:
+            raise FlagError("--grid", f"{flag} is a flag of the sweep itself, not of its runs")
+        if flag not in known:
+            raise FlagError("--grid", f"{flag} is not a flag of `minireptile {command}` (give its full name, "
+                            "as `minireptile " + command + " --help` lists it)")
         if any(b.split("=")[0] == flag for b in base):
             raise FlagError("--grid", f"{flag} is both a grid axis and a fixed flag")
     for values in itertools.product(*[vals for _, vals in axes]):
@@ -200,6 +219,12 @@ def plan_runs(command: str, base: list, seeds, axes) -> list[dict]:
     return planned
 
 
+def _command_flags(root, command: str) -> set:
+    """The full option strings of ``command``'s parser (a grid axis must be one of them, never a prefix)."""
+    sub = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+    return {o for o in sub.choices[command]._option_string_actions if o.startswith("--")}
+
+
 def _parse(root, argv):
     """Parse a run's flags; argparse's exit becomes a FlagError (the sweep reports it as its own)."""
     err = io.StringIO()
@@ -214,83 +239,15 @@ def _parse(root, argv):
 
 
 # ---------------------------------------------------------------------------------------------
-# the ledger
-# ---------------------------------------------------------------------------------------------
-class Ledger:
-    """The sweep's SQLite ledger: one row per run; every change is one transaction."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        with self.tx():
-            self.db.execute("CREATE TABLE IF NOT EXISTS sweep (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self.db.execute("CREATE TABLE IF NOT EXISTS runs (name TEXT PRIMARY KEY, seed INTEGER NOT NULL, "
-                            "point TEXT NOT NULL, argv TEXT NOT NULL, state TEXT NOT NULL, exit_status INTEGER, "
-                            "attempts INTEGER NOT NULL DEFAULT 0, result TEXT, seconds REAL, updated REAL NOT NULL)")
-
-    @contextlib.contextmanager
-    def tx(self):
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
-
-    def close(self):
-        self.db.close()
-
-    def define(self, command: str, planned: list) -> None:
-        """Record the sweep's runs; FlagError if the folder holds a sweep of another command or other flags."""
-        with self.tx():
-            row = self.db.execute("SELECT value FROM sweep WHERE key = 'command'").fetchone()
-            if row is None:
-                self.db.execute("INSERT INTO sweep VALUES ('command', ?)", (command,))
-            elif row[0] != command:
-                raise FlagError("--out", f"{str(self.path.parent)!r} holds a sweep of `{row[0]}`; use another --out")
-            for r in planned:
-                old = self.db.execute("SELECT argv FROM runs WHERE name = ?", (r["name"],)).fetchone()
-                if old is None:
-                    self.db.execute("INSERT INTO runs (name, seed, point, argv, state, updated) VALUES "
-                                    "(?, ?, ?, ?, 'pending', ?)", (r["name"], r["seed"], json.dumps(r["point"]),
-                                                                   json.dumps(r["argv"]), time.time()))
-                elif json.loads(old[0]) != r["argv"]:
-                    raise FlagError("--out", f"{str(self.path.parent)!r} holds the run {r['name']} with other flags "
-                                    f"({' '.join(json.loads(old[0]))}); use another --out for a different sweep")
-
-    def set(self, name: str, state: str, **fields) -> None:
-        cols = ", ".join(f"{k} = ?" for k in fields)
-        with self.tx():
-            self.db.execute(f"UPDATE runs SET state = ?, updated = ?{', ' + cols if cols else ''} WHERE name = ?",
-                            (state, time.time(), *fields.values(), name))
-
-    def started(self, name: str) -> None:
-        with self.tx():
-            self.db.execute("UPDATE runs SET state = 'running', attempts = attempts + 1, updated = ? WHERE name = ?",
-                            (time.time(), name))
-
-    def rows(self, names=None) -> list[dict]:
-        cur = self.db.execute("SELECT name, seed, point, argv, state, exit_status, attempts, result, seconds FROM runs "
-                              "ORDER BY rowid")
-        out = []
-        for name, seed, point, argv, state, status, attempts, result, seconds in cur.fetchall():
-            if names is None or name in names:
-                out.append({"name": name, "seed": seed, "point": json.loads(point), "argv": json.loads(argv),
-                            "state": state, "exit_status": status, "attempts": attempts,
-                            "result": json.loads(result) if result else None, "seconds": seconds})
-        return out
-
-
-# ---------------------------------------------------------------------------------------------
 # one run, on a worker
 # ---------------------------------------------------------------------------------------------
 def run_one(command: str, argv: list, folder: str) -> dict:
     """Run ``minireptile COMMAND argv`` in ``folder`` as a child process (worker task); resumable.
 
-    A checkpoint in the folder that is not complete is resumed; a complete one with its JSON is a run
-    already done. Returns {"status", "seconds", "summary" (the run's JSON or None), "log" (last lines)}.
+    A readable checkpoint in the folder is resumed with the run's flags, so the command itself checks
+    that it is this run's (same configuration; else it exits 2 naming the flag and the folder's log
+    says why): a complete one is only evaluated again and its JSON rewritten, never trusted as it is.
+    Returns {"status", "seconds", "summary" (the run's JSON or None), "log" (last lines)}.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -298,17 +255,23 @@ def run_one(command: str, argv: list, folder: str) -> dict:
     _wait_for_folder(folder)
     t = time.perf_counter()
     extra = ["--out", str(folder), "--json", str(result), "--quiet"]
-    if ckpt.exists():
-        status = _checkpoint_status(ckpt)
-        if status == "complete" and result.exists():
-            return {"status": 0, "seconds": 0.0, "summary": json.loads(result.read_text()), "log": ""}
-        if status is not None:
-            extra = ["--resume", str(ckpt), *extra]
+    status = _checkpoint_status(ckpt) if ckpt.exists() else None
+    if status == "diverged":   # final: the same flags and seed diverge again (the log says where)
+        with open(folder / "log.txt", "ab") as log:
+            log.write(b"the run diverged earlier (exit 3); its last finite theta is in checkpoint.npz\n")
+        return {"status": 3, "seconds": 0.0, "summary": None, "log": "the run diverged earlier (exit 3)"}
+    if status is not None:
+        extra = ["--resume", str(ckpt), *extra]
+        with contextlib.suppress(FileNotFoundError):
+            result.unlink()   # a result is only ever the one this invocation writes
     cmd = [sys.executable, "-m", "minireptile", command, *argv, *extra]
     with open(folder / "log.txt", "ab") as log:
         log.write(f"$ minireptile {' '.join(runs.quote(a) for a in cmd[3:])}\n".encode())
         log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        # its own session: a signal to the sweep's process group reaches the run only through the sweep
+        # (_signal_runs), exactly once, so it stops cleanly with an interrupted checkpoint
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                              start_new_session=True)
     tail = (folder / "log.txt").read_text(errors="replace").splitlines()[-5:]
     summary = json.loads(result.read_text()) if proc.returncode == 0 and result.exists() else None
     return {"status": proc.returncode, "seconds": time.perf_counter() - t, "summary": summary, "log": "\n".join(tail)}
@@ -341,11 +304,38 @@ def _checkpoint_status(path: Path):
         return None
 
 
+def _signal_runs(signum: int, skip=()) -> list:
+    """Send ``signum`` to the runs this worker process started (not those in ``skip``); their pids.
+
+    Run on every worker by the sweep when it gets SIGINT/SIGTERM/SIGHUP: each run then writes an
+    ``interrupted`` checkpoint and exits 130/143/129.
+    """
+    import psutil
+
+    sent = []
+    for child in psutil.Process().children():
+        try:
+            argv = child.cmdline()
+            if child.pid not in skip and argv[1:3] == ["-m", "minireptile"]:
+                child.send_signal(signum)
+                sent.append(child.pid)
+        except (psutil.Error, IndexError):
+            pass
+    return sent
+
+
 def _die_with_parent() -> None:
-    """In the child: on Linux, be killed when the worker that started it dies (no orphaned run holding its folder)."""
+    """In the child: on Linux, be killed when the worker that started it dies (no orphaned run holding its folder).
+
+    The stop signals get their default action back (a local cluster's workers ignore them), so a
+    signal that comes before the run installs its own handlers still stops it.
+    """
+    import signal
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
@@ -426,7 +416,14 @@ def _sweep(own, command, planned, axes, out: Path, ledger: Ledger) -> int:
     print(f"minireptile sweep: {command}, {len(planned)} runs ({n_seeds} seed{'s' * (n_seeds > 1)} x {n_points} grid "
           f"point{'s' * (n_points > 1)}) in {out}; {len(planned) - len(todo)} done, {len(todo)} to run", flush=True)
     if todo:
-        _execute(own, command, todo, out, ledger, len(planned))
+        stopped = _execute(own, command, todo, out, ledger, len(planned))
+        if stopped is not None:
+            rows = ledger.rows(names)
+            kept = [r["name"] for r in rows if r["state"] == "interrupted"]
+            print(f"minireptile sweep: interrupted; {len(kept)} run(s) wrote an interrupted checkpoint, "
+                  f"{sum(r['state'] == 'done' for r in rows)} of {len(rows)} are done. Run the same command again "
+                  "to resume.", file=sys.stderr, flush=True)
+            return stopped
     rows = ledger.rows(names)
     failed = [{"name": r["name"], "exit_status": r["exit_status"], "log": str(out / "runs" / r["name"] / "log.txt")}
               for r in rows if r["state"] == "failed"]
@@ -444,9 +441,14 @@ def _sweep(own, command, planned, axes, out: Path, ledger: Ledger) -> int:
     return 0
 
 
-def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
-    """Submit every unfinished run to the cluster and record each one's progress in the ledger."""
-    from .cluster import n_workers, open_client
+def _execute(own, command, todo, out: Path, ledger: Ledger, total: int):
+    """Submit every unfinished run to the cluster and record each one's progress in the ledger.
+
+    Returns None, or after SIGINT/SIGTERM/SIGHUP the exit status (130/143/129): the signal is passed
+    to every running run (each writes an ``interrupted`` checkpoint, marked so in the ledger), runs
+    not yet started are cancelled, and the sweep waits for the running ones to stop.
+    """
+    from .cluster import open_client
 
     if own.workers is None and own.scheduler is None:
         own.workers = os.cpu_count() or 1
@@ -454,44 +456,78 @@ def _execute(own, command, todo, out: Path, ledger: Ledger, total: int) -> None:
         if own.scheduler is None:   # starting the workers takes seconds
             print(f"sweep: starting a local Dask cluster of {own.workers} workers ...", flush=True)
         client = open_client(own, stack)
-        report = Report(total, n_workers(client))
-        done = total - len(todo)
-        futures = {}
-        for r in todo:
-            folder = str((out / "runs" / r["name"]).resolve())
-            f = client.submit(run_one, command, r["argv"], folder, key=f"minireptile-run-{r['name']}-{time.time_ns()}",
-                              pure=False, retries=1)
-            futures[f] = r["name"]
-        running: set = set()
-        failed = 0
-        while futures:
-            for f in [f for f in futures if f.done()]:
-                name = futures.pop(f)
-                running.discard(name)
-                report.finished(name)
-                try:
-                    res = f.result()
-                except Exception as exc:  # noqa: BLE001 (a run lost beyond Dask's retries)
-                    ledger.set(name, "failed", result=json.dumps({"error": " ".join(str(exc).split())}))
-                    failed += 1
+        interrupt = stack.enter_context(runs.Interruptible("stopping every run at its next chunk; each writes "
+                                                           "a checkpoint"))
+        _run_all(client, command, todo, out, ledger, total, interrupt)
+        return interrupt.exit_status() if interrupt.requested() else None
+
+
+def _run_all(client, command, todo, out: Path, ledger: Ledger, total: int, interrupt) -> None:
+    from .cluster import n_workers
+
+    report = Report(total, n_workers(client))
+    done = total - len(todo)
+    futures = {}
+    for r in todo:
+        folder = str((out / "runs" / r["name"]).resolve())
+        f = client.submit(run_one, command, r["argv"], folder, key=f"minireptile-run-{r['name']}-{time.time_ns()}",
+                          pure=False, retries=1)
+        futures[f] = r["name"]
+    running: set = set()
+    failed = 0
+    signalled: set = set()
+    while futures:
+        if interrupt.requested():
+            _stop_runs(client, futures, running, interrupt.signum, signalled)
+        for f in [f for f in futures if f.done()]:
+            name = futures.pop(f)
+            running.discard(name)
+            report.finished(name)
+            if f.cancelled():
+                continue   # never started: still pending
+            try:
+                res = f.result()
+            except Exception as exc:  # noqa: BLE001 (a run lost beyond Dask's retries)
+                ledger.set(name, "failed", result=json.dumps({"error": " ".join(str(exc).split())}))
+                failed += 1
+            else:
+                if interrupt.requested() and res["status"] != 0:
+                    ledger.set(name, "interrupted", exit_status=res["status"], seconds=res["seconds"])
+                elif res["status"] == 0 and res["summary"] is not None:
+                    ledger.set(name, "done", exit_status=0, result=json.dumps(res["summary"]),
+                               seconds=res["seconds"])
+                    report.durations.append(res["seconds"])
+                    done += 1
                 else:
-                    if res["status"] == 0 and res["summary"] is not None:
-                        ledger.set(name, "done", exit_status=0, result=json.dumps(res["summary"]),
-                                   seconds=res["seconds"])
-                        report.durations.append(res["seconds"])
-                        done += 1
-                    else:
-                        ledger.set(name, "failed", exit_status=res["status"], seconds=res["seconds"])
-                        failed += 1
-                report(done, len(running), failed, force=True)
-            try:  # a worker that just died is skipped (its runs are started again elsewhere)
-                executing = {k for keys in client.run(_executing, on_error="ignore").values() for k in keys}
-            except (OSError, TimeoutError):
-                executing = set()
-            for f, name in futures.items():
-                if f.key in executing and name not in running:
-                    running.add(name)
-                    ledger.started(name)
-                    report.started(name)
-            report(done, len(running), failed)
-            time.sleep(0.5)
+                    ledger.set(name, "failed", exit_status=res["status"], seconds=res["seconds"])
+                    failed += 1
+            report(done, len(running), failed, force=True)
+        try:  # a worker that just died is skipped (its runs are started again elsewhere)
+            executing = {k for keys in client.run(_executing, on_error="ignore").values() for k in keys}
+        except (OSError, TimeoutError):
+            executing = set()
+        for f, name in futures.items():
+            if f.key in executing and name not in running:
+                running.add(name)
+                ledger.started(name)
+                report.started(name)
+        report(done, len(running), failed)
+        time.sleep(0.5)
+
+
+def _stop_runs(client, futures: dict, running: set, signum: int, signalled: set) -> None:
+    """After a signal: cancel the runs not started yet and pass the signal to the others (once each)."""
+    try:
+        executing = {k for keys in client.run(_executing, on_error="ignore").values() for k in keys}
+    except (OSError, TimeoutError):
+        executing = set()
+    waiting = [f for f, name in futures.items()
+               if name not in running and f.key not in executing and not f.cancelled()]
+    if waiting:
+        client.cancel(waiting)
+    try:
+        sent = client.run(_signal_runs, int(signum), sorted(signalled), on_error="ignore")
+    except (OSError, TimeoutError):
+        return
+    for pids in sent.values():
+        signalled.update(pids)

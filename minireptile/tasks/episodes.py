@@ -78,6 +78,9 @@ def class_table(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise TypeError(f"labels: expected a 1-D integer array, got {labels.dtype} {labels.shape}")
     if labels.size == 0 or labels.min() < 0:
         raise ValueError("labels: expected a non-empty array of class ids >= 0")
+    if labels.max() >= labels.size:   # then an id below the size is unused: found before bincount allocates max + 1
+        unused = int(np.setdiff1d(np.arange(labels.size), labels)[0])
+        raise ValueError(f"labels: class ids must be 0 … n_classes-1 without gaps; id {unused} is unused")
     counts = np.bincount(labels).astype(np.int64)
     if (counts == 0).any():
         raise ValueError(f"labels: class ids must be 0 … n_classes-1 without gaps; id {int(np.argmin(counts))} is unused")

@@ -27,7 +27,8 @@ zip or folder (atomic write), so the second load skips PNG decoding and does not
 folder is read-only — including a folder whose permission bits deny writing while we run as root,
 as shared data folders are — the cache goes to ``cache_dir`` instead (default ``~/.cache/minireptile``,
 :func:`default_cache_dir`). A cache file records a key built from the source's path, size and
-modification times and from the preprocessing settings; a stale or unreadable cache is rebuilt.
+modification times and from the preprocessing settings, and the SHA-256 of its own arrays; a stale,
+unreadable or altered cache is rebuilt.
 
 :func:`find_sources` and :func:`omniglot_split` turn a ``--data`` path into disjoint meta-train and
 meta-test class sets (see :func:`omniglot_split` for the rules). Pillow is an optional extra
@@ -335,16 +336,38 @@ def _cache_paths(source: Path, size: int, cache_dir: Path | None) -> list[Path]:
 def _read_cache(path: Path, key: str):
     try:
         with np.load(path, allow_pickle=False) as z:
-            if str(z["key"]) != key:
+            if str(z["key"]) != key or "content" not in z.files:   # stale, or written before content hashes
                 return None
             return z["images"], z["labels"], tuple(str(n) for n in z["class_names"])
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
         return None
 
 
+def _content_digest(images, labels, names) -> str:
+    """SHA-256 of the cached arrays themselves (a cache whose pixels were changed no longer matches it)."""
+    h = hashlib.sha256()
+    for a in (np.ascontiguousarray(images, dtype=np.uint8), np.ascontiguousarray(labels, dtype=np.int64)):
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    h.update("\n".join(names).encode())
+    return h.hexdigest()
+
+
+def _content_problem(path: Path, hit) -> str | None:
+    """Why the arrays read from the cache at ``path`` are not the ones written with it (None: they are)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stored = str(z["content"]) if "content" in z.files else None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
+        stored = None
+    if stored != _content_digest(*hit):
+        return "its images or labels do not match its content hash"
+    return None
+
+
 def _write_cache(path: Path, key: str, images, labels, names) -> None:
     arrays = {"key": np.array(key), "images": images, "labels": labels,
-              "class_names": np.array(names, dtype=str)}
+              "class_names": np.array(names, dtype=str), "content": np.array(_content_digest(images, labels, names))}
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -393,7 +416,7 @@ def load_source(source, size: int = 28, cache_dir=None, use_cache: bool = True) 
         if path.is_file():
             hit = _read_cache(path, key)
             if hit is not None:
-                problem = _cache_problem(hit, source, size)
+                problem = _cache_problem(hit, source, size) or _content_problem(path, hit)
                 if problem is None:
                     return LabelledImages(*hit, cache=str(path), cache_hit=True)
                 warnings.warn(f"the Omniglot cache {str(path)!r} is damaged ({problem}); decoding the images again "

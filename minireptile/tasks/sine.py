@@ -185,6 +185,10 @@ def sample_sine_tasks(
     Y : ndarray, shape (n_tasks, n_points, 1)
     plan : ndarray of int64, shape (n_tasks, steps, batch)
     """
+    from .. import validation as check
+
+    n_tasks, batch = check.count("n_tasks", n_tasks), check.count("batch", batch)
+    steps = check.count("steps", steps, minimum=0)
     amp, phase = sample_sine_params(rng, n_tasks, preset)
     if preset.train_points is None:
         x = np.broadcast_to(preset.grid(), (n_tasks, preset.n_grid))
@@ -240,6 +244,9 @@ class SineEvalTasks:
 
 def sine_eval_tasks(rng: np.random.Generator, n_tasks: int, preset: SinePreset, dtype=np.float64) -> SineEvalTasks:
     """Draw ``n_tasks`` evaluation tasks (fixed by the generator's seed)."""
+    from .. import validation as check
+
+    n_tasks = check.count("n_tasks", n_tasks)
     amp, phase = sample_sine_params(rng, n_tasks, preset)
     grid = preset.grid()
     if preset.eval_from_grid:

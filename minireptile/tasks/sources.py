@@ -139,8 +139,8 @@ class EpisodeTasks(TaskSource):
     vectors : ndarray, shape (n_examples, d_in)
         Meta-training examples (e.g. flattened images).
     labels : ndarray of int, shape (n_examples,)
-        Their class ids (any integers; each class needs ``train_shots`` examples, and ``shots +
-        queries`` for evaluation).
+        Their class ids (any integers, renumbered 0 … n_classes-1 in increasing order; each class
+        needs ``train_shots`` examples, and ``shots + queries`` for evaluation).
     ways, shots, queries : int
         Classes per episode, support and query examples per class of held-out episodes.
     train_shots : int, optional
@@ -167,6 +167,9 @@ class EpisodeTasks(TaskSource):
             if self.test_vectors.shape[1] != self.vectors.shape[1]:
                 raise ValueError(f"test_vectors: expected shape (n_examples, d_in={self.vectors.shape[1]}), "
                                  f"got {self.test_vectors.shape}")
+        # any integers: renumbered 0 … n_classes-1 in increasing order (unchanged when they already are)
+        self.labels = np.unique(self.labels, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        self.test_labels = np.unique(self.test_labels, return_inverse=True)[1].reshape(-1).astype(np.int64)
         self.replacement = bool(replacement)
         self.d_in, self.d_out = self.vectors.shape[1], self.ways
         self.n_points = self.ways * self.train_shots
@@ -209,7 +212,7 @@ class ArrayTasks(TaskSource):
         score on the others. Default: half the points.
 
     Training draws tasks uniformly with replacement; evaluation uses every task once (``n_tasks``
-    of :meth:`Reptile.evaluate` may ask for fewer: the first ones).
+    of :meth:`Reptile.evaluate` may ask for fewer: the first ones; more is a ValueError).
     """
 
     def __init__(self, X, Y, shots=None):
@@ -234,7 +237,9 @@ class ArrayTasks(TaskSource):
         return X, Y.reshape(shape + self.Y.shape[1:]), _plans(rng, n, self.n_points, steps, batch, shape)
 
     def eval_tasks(self, seed, n_tasks, dtype):
-        n_tasks = self.X.shape[0] if n_tasks is None else min(n_tasks, self.X.shape[0])
+        if n_tasks is not None and n_tasks > self.X.shape[0]:
+            raise ValueError(f"n_tasks: expected at most {self.X.shape[0]} (the tasks given), got {n_tasks}")
+        n_tasks = self.X.shape[0] if n_tasks is None else n_tasks
         order = np.argsort(stream_rng(seed, EVAL).random((n_tasks, self.n_points)), axis=1, kind="stable")
         X = np.take_along_axis(self.X[:n_tasks], order[..., None], axis=1)
         Y = np.take_along_axis(self.Y[:n_tasks], order if self.loss == "ce" else order[..., None], axis=1)

@@ -19,6 +19,8 @@ import numpy as np
 # slowly, so the default is a typical run; the README reports all six).
 DEFAULT_SEED = 1
 
+PLAN_PIECE = 1 << 22   # random keys per piece of an epoch plan (32 MiB)
+
 # purposes for SeedSequence spawn keys
 INIT, TRAIN, EVAL, PLOT = 0, 1, 2, 3
 
@@ -40,7 +42,14 @@ def epoch_plan(rng: np.random.Generator, n_tasks: int, n_points: int, steps: int
     plan : ndarray of int64, shape (n_tasks, steps, batch)
     """
     n_epochs = -(-steps * batch // n_points)
-    keys = rng.random((n_tasks, n_epochs, n_points))
-    perm = np.argsort(keys, axis=-1, kind="stable").reshape(n_tasks, n_epochs * n_points)
-    return np.ascontiguousarray(perm[:, : steps * batch].reshape(n_tasks, steps, batch), dtype=np.int64)
+    plan = np.empty((n_tasks, steps, batch), dtype=np.int64)
+    # in pieces of about PLAN_PIECE keys: the same random numbers in the same order as one draw (the
+    # generator fills sequentially), but a Ctrl-C is seen between pieces, not after seconds of sampling
+    per = max(1, PLAN_PIECE // max(n_epochs * n_points, 1))
+    for i in range(0, n_tasks, per):
+        j = min(i + per, n_tasks)
+        keys = rng.random((j - i, n_epochs, n_points))
+        perm = np.argsort(keys, axis=-1, kind="stable").reshape(j - i, n_epochs * n_points)
+        plan[i:j] = perm[:, : steps * batch].reshape(j - i, steps, batch)
+    return plan
 

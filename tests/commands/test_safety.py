@@ -306,7 +306,7 @@ def test_item20_files_honour_the_umask(tmp_path):
 def test_item20_stale_temporaries_of_dead_runs_are_removed(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
-    (d / ".checkpoint.npz.abc123.tmp").write_bytes(b"PK half")
+    (d / ".checkpoint.npz.2147483647.abc12345.tmp").write_bytes(b"PK half")   # our name, of a pid that is gone
     assert sine("--out", d) == 0
     assert sorted(p.name for p in d.iterdir()) == [".minireptile.lock", "checkpoint.npz"]
 

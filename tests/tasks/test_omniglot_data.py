@@ -238,7 +238,7 @@ def tamper(cache, **changes):
         np.savez(f, **arrays)
 
 
-@pytest.mark.parametrize("change", ["shuffled labels", "float images", "truncated names"])
+@pytest.mark.parametrize("change", ["shuffled labels", "float images", "truncated names", "inverted pixels"])
 def test_item10_a_damaged_cache_with_the_right_key_is_rebuilt_with_a_warning(tmp_path, change):
     zpath = write_zip(tmp_path / "small.zip", {"Latin": 3, "Greek": 2}, drawings=2)
     fresh = load_source(zpath, size=12)
@@ -247,7 +247,8 @@ def test_item10_a_damaged_cache_with_the_right_key_is_rebuilt_with_a_warning(tmp
         labels, images, names = z["labels"], z["images"], z["class_names"]
     tamper(cache, **{"shuffled labels": {"labels": labels[::-1].copy()},
                      "float images": {"images": images.astype(np.float64)},
-                     "truncated names": {"class_names": np.array([n[:-1] for n in names.tolist()])}}[change])
+                     "truncated names": {"class_names": np.array([n[:-1] for n in names.tolist()])},
+                     "inverted pixels": {"images": 255 - images}}[change])
     with pytest.warns(RuntimeWarning, match="cache .* is damaged"):
         again = load_source(zpath, size=12)
     assert not again.cache_hit
