@@ -476,8 +476,9 @@ class Reptile:
         Raises
         ------
         ValueError
-            ``path`` is a folder, a device, a FIFO, a minireptile lock, or the checkpoint of a
-            command-line run (in a folder with a run's lock); nothing is written.
+            ``path`` is a folder, a device, a FIFO, a minireptile lock, or a checkpoint other than a
+            model ``save`` wrote (a command-line run's, or any in a folder with a run's lock); nothing
+            is written. A model saved before may be replaced.
         """
         from .safety import check_output_file
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -167,12 +168,28 @@ def is_checkpoint(path) -> bool:
         return False
 
 
+def _saved_model(path) -> bool:
+    """Whether the checkpoint at ``path`` holds a model ``Reptile.save`` wrote (its config's command is
+    "Reptile"), not a command-line run's; never raises."""
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            if z.getinfo("config.npy").file_size > 1 << 20:
+                return False
+            with z.open("config.npy") as f:
+                config = json.loads(str(np.lib.format.read_array(f, allow_pickle=False)))
+        return isinstance(config, dict) and config.get("command") == "Reptile"
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, RuntimeError, TypeError):
+        return False
+
+
 def output_problem(path, *, checkpoints: str = "refuse") -> str | None:
     """Why ``path`` must not be replaced by an output, or None: not a regular file, a lock, a checkpoint.
 
-    ``checkpoints``: ``"refuse"`` any checkpoint; ``"saved"``: refuse only a command-line run's
-    checkpoint (one beside a lock), so a model saved before may be replaced; ``"any"``: allow (a run's
-    own checkpoint slot, which other checks guard).
+    ``checkpoints``: ``"refuse"`` any checkpoint; ``"saved"``: refuse a command-line run's checkpoint
+    (wherever it lies) and any checkpoint beside a run's lock, so only a model ``Reptile.save`` wrote
+    may be replaced; ``"any"``: allow (a run's own checkpoint slot, which other checks guard).
     """
     path = Path(path)
     if path.name == LOCK_NAME:
@@ -185,7 +202,7 @@ def output_problem(path, *, checkpoints: str = "refuse") -> str | None:
         return f"{str(path)!r} is not a regular file (a device or a pipe); expected a file path"
     if checkpoints != "any" and path.is_file() and is_checkpoint(path):
         real = Path(os.path.realpath(path))
-        if checkpoints == "refuse" or (real.parent / LOCK_NAME).exists():
+        if checkpoints == "refuse" or (real.parent / LOCK_NAME).exists() or not _saved_model(path):
             return f"{str(path)!r} is a minireptile checkpoint; writing there would destroy it (pick another path)"
     return None
 

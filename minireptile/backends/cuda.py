@@ -6,10 +6,8 @@ Computes exactly what :func:`minireptile.reference.inner_loop` computes (and, fo
 outer iterations, what :func:`minireptile.reptile.train_chunk_generic` computes), on an NVIDIA
 GPU, and is tested against them. This module is the host side: argument checks, the
 shared-memory layout (:func:`shared_layout`), launch configurations and transfers; the device code,
-split into the phases of the Numba CPU kernel and named alike, is
-:mod:`minireptile.backends.cuda_kernels`. These two are the only modules of minireptile that use
-numba.cuda, and it is imported on first use (:func:`backend`), never at import time, so a later
-switch of CUDA compiler (numba-cuda is in maintenance mode) touches these two files.
+split into the phases of the Numba CPU kernel and named alike, is :mod:`minireptile.backends.cuda_kernels`.
+Only these two modules use numba.cuda, imported on first use (:func:`backend`), never at import time.
 
 One thread block per task, ``T`` threads per block (default: the largest per-phase work item
 count rounded up to a multiple of 32, clamped to [32, 128]; any ``T`` >= 1 is correct). Supported
@@ -25,14 +23,14 @@ fixed-order two-level column sum (G ≤ 32 contiguous groups of tasks, then the 
 forms mean_i φ_i, and θ ← θ + ε·(mean_i φ_i − θ) is applied in place; carried Adam moments
 (policy 'carry') are averaged the same way. Only θ, the losses and the carried state come back.
 
-float32 and float64 (θ's dtype is the computation's); tanh and relu; mse and ce; SGD and Adam
-(state policies 'reset' and 'carry'). Under ``NUMBA_ENABLE_CUDASIM=1`` (set before numba.cuda is
-first imported) the same code runs in numba's CUDA simulator, which is how the tests run without
-a GPU. Without numba-cuda, a GPU and driver, or libNVVM, :func:`backend` raises
-:class:`~minireptile.errors.BackendUnavailableError` with one line (what is missing, what to
-install, which backend to use instead). Kernels compile once per dtype at the first launch
-(:func:`warmup`) and are cached by numba (``cache=True``), keyed on cuda_kernels.py only: after
-editing kernel_math.py delete ``minireptile/backends/__pycache__/cuda_kernels*.nbi/.nbc``.
+float32 and float64 (θ's dtype is the computation's); tanh and relu; mse and ce; SGD and Adam (state
+policies 'reset' and 'carry'). Under ``NUMBA_ENABLE_CUDASIM=1`` (set before numba.cuda is first
+imported) the same code runs in numba's CUDA simulator, which is how the tests run without a GPU.
+Without numba-cuda, a GPU and driver, or libNVVM, :func:`backend` raises
+:class:`~minireptile.errors.BackendUnavailableError` with one line (what is missing, what to install,
+which backend to use instead). Kernels compile once per dtype at the first launch (:func:`warmup`) and
+are cached by numba (``cache=True``), keyed on cuda_kernels.py only: after editing kernel_math.py delete
+``minireptile/backends/__pycache__/cuda_kernels*.nbi/.nbc``.
 """
 
 from __future__ import annotations
@@ -59,8 +57,7 @@ REDUCE_THREADS = 128             # block size of the θ-sized kernels (sum, mean
 _INSTALL = 'pip install "minireptile[cuda]"'
 _INSTEAD = "use the numba backend (CPU, --backend numba) instead"
 
-# lazily bound by _load() on first use
-cuda = None            # the numba.cuda module (host API: transfers, device arrays)
+cuda = None            # bound by _load() on first use: the numba.cuda module (host API: transfers, device arrays)
 _kernels = None        # cuda_kernels.Kernels, once compiled-on-demand dispatchers exist
 
 
@@ -81,7 +78,7 @@ def _import_cuda():
         if not numba_cuda_module.is_available():
             raise BackendUnavailableError(f"no CUDA GPU found: numba.cuda sees no NVIDIA GPU with a working driver; "
                                           f"the cuda backend needs one (and {_INSTALL}); {_INSTEAD}")
-        try:
+        try:  # libNVVM compiles the kernels
             from numba.cuda.cudadrv import nvvm
             nvvm_ok = nvvm.is_available()
         except Exception:  # pragma: no cover - internal API moved: let the compile report it

@@ -99,6 +99,11 @@ def test_save_refuses_fifos_devices_folders_and_a_runs_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="path: .* is a minireptile checkpoint"):
         model.save(tmp_path / "run" / "checkpoint.npz")
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
+    copied = tmp_path / "copied.npz"   # a run's checkpoint away from its folder and lock: still not a model's
+    copied.write_bytes(before)
+    with pytest.raises(ValueError, match="path: .* is a minireptile checkpoint"):
+        model.save(copied)
+    assert copied.read_bytes() == before
     model.save(tmp_path / "m.npz")
     model.save(tmp_path / "m.npz")   # replacing one's own saved model is fine
     assert Reptile.load(tmp_path / "m.npz").theta.shape == model.theta.shape
