@@ -89,7 +89,9 @@ class Report:
         out.append(f"{c[PASS]} passed, {c[FAIL]} failed, {c[SKIP]} skipped "
                    f"({len({r.case for r in self.rows})} cases)")
         if self.ignored:
-            out.append(f"ignored (no such case or output in the suite): {', '.join(self.ignored)}")
+            shown = ", ".join(self.ignored[:8]) + (f", and {len(self.ignored) - 8} more (--json lists them)"
+                                                   if len(self.ignored) > 8 else "")
+            out.append(f"ignored (no such case or output in the suite): {shown}")
         for case, f in self.first_failures.items():
             out.append(f"{case}: {f['summary']}: {f['hint']}")
         stage = self.first_failing_stage()
@@ -184,8 +186,9 @@ def check_results(suite: Suite, results: dict[str, dict], skipped: dict | None =
         if failed:
             first[name] = _first_failure(c, case_rows, failed[0])
     known = {c["name"]: set(c["outputs"]) for c in suite.cases}
+    inputs = {c["name"]: set(c["inputs"]) for c in suite.cases}   # a case's inputs beside the results: not stray
     ignored = sorted(k if name == STRAY else f"{name}/{k}" for name, got in results.items() for k in got
-                     if k not in known.get(name, ()))
+                     if k not in known.get(name, ()) and k not in inputs.get(name, ()))
     return Report(rows, first, implementation, ignored)
 
 
