@@ -34,3 +34,14 @@ def client():
     yield c
     c.close()
     c.cluster.close()
+
+
+@pytest.fixture
+def own_signals():
+    """Restore this process's stop-signal handlers after a test that signals itself."""
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)

@@ -83,3 +83,38 @@ def unrolled_objective(spec, X, Y, plan, query, lr):
         phi = inner_loop(spec, theta, X, Y, plan, opt).phi
         return np.mean([loss(spec, phi[i], X[i, query[i]], Y[i, query[i]]) for i in range(len(X))])
     return f
+
+
+def start_long_run(out, *extra, every=50):
+    """A ``minireptile sine`` run (numpy backend) far too long to finish during a test, checkpointing every
+    ``every`` iterations; stdout and stderr are pipes."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "minireptile", "sine", "--iters", "10000000", "--backend", "numpy",
+                             "--out", str(out), "--checkpoint-every", str(every), "--no-plot", "--quiet", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for_progress(proc, ckpt, past=0, limit=300.0):
+    """Poll (no timing assertion) until the checkpoint shows training beyond iteration ``past``."""
+    import time
+
+    import pytest
+
+    from minireptile.checkpoint import load_checkpoint
+    from minireptile.errors import CheckpointError
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if load_checkpoint(ckpt)["iteration"] > past:
+                return
+        except (CheckpointError, OSError):  # not written yet
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the run never wrote a checkpoint")

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safety
+from ..budget import available_memory
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, DivergenceError
 from ..reptile import meta_train
@@ -375,21 +376,6 @@ def check_in_dtype(dtype, values: dict) -> None:
             validation.in_dtype(flag, value, np.dtype(dtype))
         except ValueError as exc:
             raise FlagError(flag, str(exc).split(": ", 1)[1]) from None
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (MemAvailable on Linux, else physical memory)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
 
 
 def check_memory(terms: dict, limit: int | None = None, args=None) -> None:

@@ -92,16 +92,6 @@ def test_a_full_numba_cache_names_the_folder_and_numba_cache_dir(tmp_path, capsy
     assert "NUMBA_CACHE_DIR" in line
 
 
-@pytest.fixture
-def own_signals():
-    """Restore this process's stop-signal handlers after a test that signals itself."""
-    import signal
-
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
-
 
 def test_a_signal_while_a_long_block_is_sampled_stops_at_once_at_the_last_chunk(tmp_path, capsys, own_signals):
     import os

@@ -8,16 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from minireptile import Reptile
 from minireptile.checkpoint import atomic_write, load_checkpoint
 from minireptile.cli import main
-from minireptile.errors import CheckpointError
 from minireptile.safety import LockLostError, check_lock, lock_identity, remove_stale_temps, temp_prefix
+from helpers import start_long_run, wait_for_progress
 
 TINY = ["--iters", "20", "--backend", "numpy", "--eval-tasks", "2", "--no-plot", "--quiet"]
 
@@ -129,32 +127,13 @@ def test_check_lock_stops_a_run_whose_lock_is_gone_or_not_its_own(tmp_path):
             check_lock(tmp_path / "d")
 
 
-def long_run(out: Path, *extra):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "minireptile", "sine", "--iters", "10000000", "--backend", "numpy",
-                             "--out", str(out), "--checkpoint-every", "20", "--no-plot", "--quiet", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def wait_for(proc, ckpt: Path, past: int = 0, limit: float = 300.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if load_checkpoint(ckpt)["iteration"] > past:
-                return
-        except CheckpointError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("the run never wrote a checkpoint")
 
 
 def test_a_run_whose_lock_was_removed_stops_and_never_writes_over_the_new_owner(tmp_path):
     d = tmp_path / "d"
-    a = long_run(d)
+    a = start_long_run(d, every=20)
     try:
-        wait_for(a, d / "checkpoint.npz")
+        wait_for_progress(a, d / "checkpoint.npz")
         (d / ".minireptile.lock").unlink()                # the lock is bypassed by hand
         assert sine("--out", d, "--overwrite", "--seed", "7", "--stop-after", "5") == 0
         out, err = a.communicate(timeout=300)
@@ -169,9 +148,9 @@ def test_a_run_whose_lock_was_removed_stops_and_never_writes_over_the_new_owner(
 
 def test_a_run_whose_folder_was_moved_does_not_recreate_it(tmp_path):
     d = tmp_path / "d"
-    a = long_run(d)
+    a = start_long_run(d, every=20)
     try:
-        wait_for(a, d / "checkpoint.npz")
+        wait_for_progress(a, d / "checkpoint.npz")
         os.rename(d, tmp_path / "moved")
         out, err = a.communicate(timeout=300)
     finally:

@@ -4,13 +4,8 @@ Bitwise properties, for every CPU backend: a chunk's result does not depend on w
 or ends, so a run stopped at any iteration (mid-block too) and resumed is the uninterrupted run.
 """
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +18,7 @@ from minireptile.cli import main
 from minireptile.tasks import INIT
 
 from cpu_backends import CPU_BACKENDS
+from helpers import start_long_run, wait_for_progress
 
 SPEC = MLPSpec((1, 16, 16, 1), "tanh", "mse")
 OPTS = {"sgd": InnerOptimizer("sgd", 0.02), "adam-carry": InnerOptimizer("adam", 0.01, state_policy="carry")}
@@ -255,27 +251,6 @@ def test_cli_divergence_exits_3_with_the_iteration_and_a_finite_checkpoint(tmp_p
 # ---------------------------------------------------------------------------------------------
 # Ctrl-C: a real process, a real signal
 # ---------------------------------------------------------------------------------------------
-def start_long_run(out: Path):
-    """A run far too long to finish during the test, checkpointing every 50 iterations."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "minireptile", "sine", "--iters", "10000000", "--backend", "numpy",
-                             "--out", str(out), "--checkpoint-every", "50", "--no-plot", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def wait_for_progress(proc, ckpt: Path, past: int = 0, limit: float = 120.0):
-    """Poll (no timing assertion) until the checkpoint shows training beyond iteration ``past``."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if load_checkpoint(ckpt)["iteration"] > past:
-                return
-        except Exception:  # not written yet
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("the run never wrote a checkpoint")
 
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

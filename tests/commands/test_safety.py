@@ -12,16 +12,16 @@ import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from minireptile import AdamState, CheckpointError, InnerOptimizer, MLPSpec, ReptileConfig, meta_train
+from minireptile import CheckpointError, MLPSpec, ReptileConfig, meta_train
 from minireptile.backends import Backend
 from minireptile.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from minireptile.cli import main
 from minireptile.commands import runs
+from helpers import start_long_run, wait_for_progress
 
 TINY = ["--iters", "20", "--backend", "numpy", "--eval-tasks", "2", "--no-plot", "--quiet"]
 
@@ -127,31 +127,12 @@ def test_item04_a_new_run_over_an_unfinished_checkpoint_is_refused(tmp_path, cap
     assert load_checkpoint(d / "checkpoint.npz")["status"] == "complete"
 
 
-def long_run(out: Path, *extra):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "minireptile", "sine", "--iters", "10000000", "--backend", "numpy",
-                             "--out", str(out), "--checkpoint-every", "50", "--no-plot", "--quiet", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def wait_for(proc, ckpt: Path, past: int = 0, limit: float = 120.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if load_checkpoint(ckpt)["iteration"] > past:
-                return
-        except CheckpointError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("the run never wrote a checkpoint")
 
 
 def test_item06_sighup_writes_a_checkpoint_and_exits_129(tmp_path):
     ckpt = tmp_path / "run" / "checkpoint.npz"
-    proc = long_run(tmp_path / "run")
-    wait_for(proc, ckpt)
+    proc = start_long_run(tmp_path / "run")
+    wait_for_progress(proc, ckpt)
     proc.send_signal(signal.SIGHUP)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 129, err
@@ -277,8 +258,8 @@ def test_item17_a_second_signal_during_a_checkpoint_write_waits_for_the_write(tm
 
 def test_item17_the_double_ctrl_c_message_names_the_iteration_in_the_file(tmp_path):
     ckpt = tmp_path / "run" / "checkpoint.npz"
-    proc = long_run(tmp_path / "run")
-    wait_for(proc, ckpt)
+    proc = start_long_run(tmp_path / "run")
+    wait_for_progress(proc, ckpt)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.01)
     proc.send_signal(signal.SIGINT)

@@ -75,14 +75,6 @@ def test_local_workers_ignore_the_groups_stop_signals():
     assert signal.getsignal(signal.SIGINT) is before   # the driver's own are back
 
 
-@pytest.fixture
-def own_signals():
-    """Restore this process's stop-signal handlers after a test that signals itself."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
-
 
 def test_a_chunk_lost_after_a_signal_still_saves_the_last_finished_iteration(tmp_path, capsys, own_signals):
     """The workers died with the group's signal before the chunk returned: the driver saves what it has."""
