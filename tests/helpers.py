@@ -118,3 +118,22 @@ def wait_for_progress(proc, ckpt, past=0, limit=300.0):
         time.sleep(0.05)
     proc.kill()
     pytest.fail("the run never wrote a checkpoint")
+
+
+# a sine run of a few milliseconds (numpy backend, no plot, no progress)
+TINY_SINE = ["--iters", "20", "--backend", "numpy", "--eval-tasks", "2", "--no-plot", "--quiet"]
+
+
+def tiny_sine(*argv) -> int:
+    """``minireptile sine`` with :data:`TINY_SINE` and ``argv`` (str() of each) in this process; its exit status."""
+    from minireptile.cli import main
+
+    return main(["sine", *TINY_SINE, *map(str, argv)])
+
+
+def one_error_line(capsys) -> str:
+    """The one line a user error printed on stderr (no traceback)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]

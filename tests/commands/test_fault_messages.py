@@ -6,15 +6,8 @@ import pytest
 
 from minireptile import cli
 from minireptile.cli import main
+from helpers import TINY_SINE as TINY, one_error_line
 
-TINY = ["--iters", "20", "--backend", "numpy", "--eval-tasks", "2", "--no-plot", "--quiet"]
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert "Traceback" not in err[0]
-    return err[0]
 
 
 def test_compare_refuses_eval_steps_that_cannot_fit_before_training(tmp_path, capsys):

@@ -13,23 +13,8 @@ import pytest
 
 from minireptile import Reptile
 from minireptile.checkpoint import atomic_write, load_checkpoint
-from minireptile.cli import main
 from minireptile.safety import LockLostError, check_lock, lock_identity, remove_stale_temps, temp_prefix
-from helpers import start_long_run, wait_for_progress
-
-TINY = ["--iters", "20", "--backend", "numpy", "--eval-tasks", "2", "--no-plot", "--quiet"]
-
-
-def sine(*argv):
-    return main(["sine", *TINY, *map(str, argv)])
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert "Traceback" not in err[0]
-    return err[0]
-
+from helpers import one_error_line, start_long_run, tiny_sine as sine, wait_for_progress
 
 def test_a_lock_symlinked_elsewhere_is_never_followed(tmp_path, capsys):
     victim = tmp_path / "victim.txt"

@@ -21,21 +21,7 @@ from minireptile.backends import Backend
 from minireptile.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from minireptile.cli import main
 from minireptile.commands import runs
-from helpers import start_long_run, wait_for_progress
-
-TINY = ["--iters", "20", "--backend", "numpy", "--eval-tasks", "2", "--no-plot", "--quiet"]
-
-
-def sine(*argv):
-    return main(["sine", *TINY, *map(str, argv)])
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert "Traceback" not in err[0]
-    return err[0]
-
+from helpers import one_error_line, start_long_run, tiny_sine as sine, wait_for_progress
 
 def rewrite(path, **changes):
     """A copy of a checkpoint with some fields replaced (None: removed)."""
