@@ -76,5 +76,19 @@ def _build_time_files(app) -> None:
         notebooks.write_notebook(page, out / f"{page.stem}.ipynb", app.config.html_baseurl or None)
 
 
+def _export_theta(app, exception) -> None:
+    """Run ``minireptile sine --dtype float64`` and write its θ into the built interactive page (about 15 s).
+
+    The copy in docs/_static/interactive/ is the same export (``python docs/interactive_theta.py``), kept
+    for the tests and for opening the page from the source tree.
+    """
+    if exception is not None or app.builder.format != "html":
+        return
+    import interactive_theta
+
+    interactive_theta.export(Path(app.outdir) / "_static" / "interactive" / "sine_theta.js", quiet=True)
+
+
 def setup(app):
     app.connect("builder-inited", _build_time_files)
+    app.connect("build-finished", _export_theta)

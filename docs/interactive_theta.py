@@ -26,8 +26,11 @@ PREFIX = "window.MINIREPTILE_SINE = "
 ARGS = ["sine", "--dtype", "float64", "--eval-tasks", "100", "--no-plot", "--quiet"]
 
 
-def export(path: Path = OUT) -> dict:
-    """Run the command, then write θ, θ0 and the run's facts to ``path``; returns the object written."""
+def export(path: Path = OUT, quiet: bool = False) -> dict:
+    """Run the command, then write θ, θ0 and the run's facts to ``path``; returns the object written.
+
+    ``quiet``: the command's results table is not printed (errors still are).
+    """
     from minireptile import MLPSpec, init_params, stream_rng
     from minireptile.checkpoint import load_checkpoint
     from minireptile.tasks import INIT
@@ -35,7 +38,7 @@ def export(path: Path = OUT) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "summary.json"
         cmd = [sys.executable, "-m", "minireptile", *ARGS, "--out", str(Path(tmp) / "run"), "--json", str(summary)]
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL if quiet else None)
         ck = load_checkpoint(Path(tmp) / "run" / "checkpoint.npz")
         run = json.loads(summary.read_text())
     cfg = run["config"]
