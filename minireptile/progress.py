@@ -21,7 +21,6 @@ import importlib.util
 import sys
 import time
 
-import numpy as np
 
 MODES = ("auto", "bar", "lines", "off")
 
@@ -75,8 +74,6 @@ class Progress:
     ----------
     running : float or None
         Exponential moving average (weight 0.02) of the per-iteration mean inner training loss.
-    losses : list of ndarray
-        Every chunk's per-iteration losses, in order (see :meth:`curve`).
     """
 
     def __init__(self, total: int, start: int, config, mode="auto", every: float = 2.0, desc: str = "train"):
@@ -86,32 +83,12 @@ class Progress:
         self.running = None
         self.bar = _bar(total, start, desc, "it") if self.mode == "bar" else None
         self.done = start
-        self.losses = []
 
     def eps(self, it: int) -> float:
         c = self.config
         return c.eps0 + (c.eps_final - c.eps0) * it / c.iters
 
-    def curve(self, points: int = 300):
-        """The training-loss curve, averaged over windows of iterations.
-
-        Returns
-        -------
-        iteration : ndarray of int64, (n,)
-            Last iteration (1-based count) of each window.
-        loss : ndarray of float64, (n,)
-            Mean per-iteration training loss over the window.
-        every : int
-            Iterations per window (about ``(total - start) / points``).
-        """
-        values = np.concatenate(self.losses) if self.losses else np.empty(0)
-        every = max(1, len(values) // points)
-        n = len(values) // every
-        loss = values[: n * every].reshape(n, every).mean(axis=1)
-        return self.start + every * np.arange(1, n + 1), loss, every
-
     def __call__(self, it, theta, losses, state) -> None:
-        self.losses.append(np.array(losses, dtype=np.float64))
         for value in losses:
             self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
         if self.mode == "off":

@@ -20,7 +20,6 @@ size α on K shots, score the MSE on the task's query points, mean ± Student-t 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from ..tasks.sine import block_iters_for, get_preset
 from ..tasks.streams import DEFAULT_SEED, INIT, TRAIN, epoch_plan, stream_rng
 from . import runs
 from .after_training import EvaluationGuard, evaluate_in_chunks
+from .loss_history import MAX_WINDOWS, LossHistory
 from .outputs import check_file_flags, write_json
 from .plots import compare_figure
 from .common import (Counter, FlagError, add_threads_flag, apply_threads, int_at_least, nonnegative_float,
@@ -137,28 +137,26 @@ def default_backend(name: str | None):
 
 
 class _Progress:
-    """Plain progress lines (every ``every`` s) and the learning curve: each iteration's training loss."""
+    """Plain progress lines (every ``every`` s) and the learning curve (:class:`.loss_history.LossHistory`)."""
 
-    def __init__(self, label: str, total: int, quiet: bool, every: float = 5.0):
+    def __init__(self, label: str, total: int, quiet: bool, every: float = 5.0, start: int = 0):
         self.label, self.total, self.quiet, self.every = label, total, quiet, every
         self.t0 = self.last = time.perf_counter()
-        self.losses = []
+        self.history = LossHistory(start, max(1, -(-(total - start) // MAX_WINDOWS)))
 
     def __call__(self, it, theta=None, losses=None, *_):
         if losses is not None:
-            self.losses.append(np.array(losses, dtype=np.float64))
+            self.history.add(losses)
         now = time.perf_counter()
         if self.quiet or (now - self.last < self.every and it < self.total):
             return
         self.last = now
         print(f"  {self.label:<8} iter {it:>6d}/{self.total}  {now - self.t0:6.1f}s", flush=True)
 
-    def curve(self, points: int = 100, start: int = 0):
-        """(iterations, windowed mean loss, window) as :meth:`minireptile.progress.Progress.curve`."""
-        values = np.concatenate(self.losses) if self.losses else np.empty(0)
-        every = max(1, len(values) // points)
-        n = len(values) // every
-        return start + every * np.arange(1, n + 1), values[: n * every].reshape(n, every).mean(axis=1), every
+    def curve(self, points: int = 100):
+        """(iterations, windowed mean loss, window): :meth:`.loss_history.LossHistory.curve`."""
+        return self.history.curve(points)
+
 
 def trainer(name: str, c, spec, family, backend):
     """``train(theta, state, start, stop, callback, chunk_iters, chunk_seconds)`` of one algorithm.
@@ -405,7 +403,7 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path, guard) -> 
                 save_checkpoint(ckpt_path, theta, cfg, offset + it, state, status=status, extra=done)
 
         t = time.perf_counter()
-        progress = _Progress(name, iters, args.quiet)
+        progress = _Progress(name, iters, args.quiet, start=local_start)
         status, it, theta, state, _ = runs.train_with_checkpoints(
             prog="minireptile compare", command="compare", ckpt_path=ckpt_path, cfg=cfg, spec=spec, theta=theta,
             state=state, start=local_start, stop=local_stop, sample_block=None, block_iters=c.block_iters, rcfg=None,
@@ -414,7 +412,7 @@ def _train_and_evaluate(args, ck, cfg, order, start, stop, ckpt_path, guard) -> 
             hint=f"a smaller --inner-lr (now {c.inner_lr:g}) or --outer-lr (now {c.outer_lr:g}) / --reptile-eps "
                  f"(now {c.reptile_eps:g})")
         seconds[name] = time.perf_counter() - t
-        curves[name] = progress.curve(start=local_start)
+        curves[name] = progress.curve()
         if status is not None:
             return status
         done[name] = theta

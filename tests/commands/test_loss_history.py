@@ -10,8 +10,6 @@ from minireptile.cli import main
 from minireptile.commands import loss_history
 from minireptile.commands.loss_history import LossHistory
 from minireptile.errors import CheckpointError
-from minireptile.progress import Progress
-from minireptile.reptile import ReptileConfig
 
 RUN = ["--iters", "40", "--eval-tasks", "2", "--no-plot", "--backend", "numpy", "--seed", "4", "--quiet",
        "--checkpoint-every", "7"]
@@ -34,13 +32,14 @@ def test_the_history_does_not_depend_on_how_training_was_cut(monkeypatch):
     np.testing.assert_allclose(loss, values[:42].astype(np.float64).reshape(3, 14).mean(axis=1), rtol=1e-12)
 
 
-def test_with_windows_of_one_the_curve_is_progress_curve():
+def test_with_windows_of_one_the_curve_averages_whole_groups_of_iterations():
     values = np.random.default_rng(1).random(1000)
-    history, progress = LossHistory.for_run(None, 1000), Progress(1000, 0, ReptileConfig(iters=1000), "off")
-    history.add(values)
-    progress(1000, None, values, None)
-    for got, expected in zip(history.curve(), progress.curve()):
-        assert np.array_equal(got, expected)
+    history = LossHistory.for_run(None, 1000)
+    history.add(values[:400])
+    history.add(values[400:])
+    it, loss, every = history.curve()                                 # 300 points: groups of 3, the last one dropped
+    assert every == 3 and it.tolist() == list(range(3, 1000, 3))
+    np.testing.assert_array_equal(loss, values[:999].reshape(333, 3).mean(axis=1))
 
 
 def test_a_resumed_run_reports_the_uninterrupted_runs_history(tmp_path):
