@@ -94,6 +94,11 @@ def sine_figure(path, *, x, y_true, x_shots, y_shots, steps, meta_preds, random_
     _band(a_mse, steps, meta.mean, meta.ci95, META, "meta-learned θ")
     _band(a_mse, steps, random.mean, random.ci95, RANDOM, "random init θ0", marker="s")
     a_mse.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    a_mse.yaxis.set_minor_locator(LogLocator(subs=(2, 3, 5)))   # plain numbers (0.5, 2, 3), not 2×10⁰
+    a_mse.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    a_mse.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     a_mse.set_xlabel("adaptation steps (full-batch SGD on the adaptation points)")
     a_mse.set_ylabel("MSE on the task's grid")
     a_mse.set_title(f"held-out tasks: mean MSE with 95% CI (n = {len(meta.losses)})")
