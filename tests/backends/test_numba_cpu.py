@@ -155,6 +155,25 @@ def test_train_chunk_float32_equals_the_generic_chunk_of_the_reference(problem, 
     assert_chunks_agree(problem, iters, n_tasks, steps, batch, opt, with_state, np.float32)
 
 
+@pytest.mark.parametrize("task_block", [1, 3, 4, 10, 16])
+def test_the_outer_update_sums_tasks_in_blocks_in_order(task_block):
+    """θ + ε·(M − θ) with M = (Σ_blocks Σ_tasks φ in task order) / n, float32, written out in NumPy: bitwise."""
+    spec, dtype, n = MLPSpec((1, 16, 1)), np.float32, 10
+    X, Y, plans = sine_block(4, 0, 1, n, get_preset("gist"), 3, 5, dtype)
+    theta = init_params(spec, np.random.default_rng(3), dtype)
+    opt = InnerOptimizer("sgd", 0.02)
+    got = NUMBA.train_chunk(spec, theta, X, Y, plans, np.array([0.3]), opt, task_block=task_block)[0]
+    phi = NUMBA.inner_loop(spec, theta, X[0], Y[0], plans[0], opt).phi
+    total = None
+    for a in range(0, n, task_block):
+        part = phi[a].copy()
+        for i in range(a + 1, min(a + task_block, n)):
+            part = part + phi[i]
+        total = part if total is None else total + part
+    want = theta + dtype(0.3) * (total / dtype(n) - theta)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_an_empty_chunk_returns_theta_and_state_unchanged():
     spec = MLPSpec((1, 4, 1))
     theta = init_params(spec, np.random.default_rng(0))
