@@ -17,10 +17,14 @@ the tanh approximations come in one version per dtype (:func:`tanh_f32`, :func:`
 Why a tanh of our own: the Numba build we ship against has no SVML, so ``math.tanh`` in a loop is
 one scalar libm call per element and keeps the loop from vectorising (it alone made the CPU kernel
 ~4.5x slower). :func:`tanh_f32` and :func:`tanh_f64` are branch-free arithmetic (a clamp, a
-rational function, one division, selects), which LLVM vectorises. Both propagate NaN, keep the sign
-of ±0 and saturate to ±1 for huge or infinite inputs. Accuracy against ``np.tanh`` (tested on a
-dense grid and on hypothesis-drawn values): float32 max abs error < 4e-7, float64 max rel error
-< 1e-15.
+rational function, one division, selects). Both propagate NaN, keep the sign of ±0 and saturate to
+±1 for huge or infinite inputs. Accuracy against ``np.tanh`` (tested on a dense grid and on
+hypothesis-drawn values): float32 max abs error < 4e-7, float64 max rel error < 1e-15. The CUDA
+backend compiles them as written (NVVM, like nvcc, may fuse ``a * b + c`` into one multiply-add by
+default); the Numba CPU kernel evaluates the same formulas in LLVM vector code with each ``a * b + c``
+fused where the CPU has FMA (:func:`minireptile.backends.numba_simd.tanh_inplace`), which takes a
+fifth of tanh's operations away. Both meet the accuracy bounds above, and they differ by less (at
+most 4e-7 in float32 and a relative 1e-15 in float64, tested).
 """
 
 from __future__ import annotations

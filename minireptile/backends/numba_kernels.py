@@ -32,9 +32,9 @@ How it is fast (gist net 1-64-64-1, minibatch 10; docs/benchmarks.md has the num
   (``W`` and ``Wᵀ`` stay exact transposes); Adam updates W and copies it into Wᵀ, by register blocks
   (:func:`~minireptile.backends.numba_simd.transpose_blocks`). A layer with a narrow output
   (fan_out < 8, the regression head) uses vectorised dot products on W instead.
-* tanh is :func:`minireptile.backends.kernel_math.tanh_f32` / ``tanh_f64`` in 64-byte vectors
-  (:func:`~minireptile.backends.numba_simd.tanh_inplace`; no SVML here: ``math.tanh`` is a scalar libm
-  call). ``error_model="numpy"`` drops the zero-division checks.
+* tanh is :func:`minireptile.backends.kernel_math.tanh_f32` / ``tanh_f64`` in vectors of the target, with
+  fused multiply-adds where it has FMA (:func:`~minireptile.backends.numba_simd.tanh_inplace`; no SVML
+  here: ``math.tanh`` is a scalar libm call). ``error_model="numpy"`` drops the zero-division checks.
 * Views are borrowed (``view1d``, ``view2d``, ``row``): no bounds checks, no negative-index
   wraparound (which keeps LLVM from vectorising), and no reference count (an atomic increment and
   decrement per view, which on Intel cores cost a sixth of a serial step).
@@ -55,8 +55,7 @@ carry is not compiled into SGD kernels at all).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
 from . import kernel_math as km
 from .numba_simd import MODE_ACCUMULATE, MODE_SGD, MODE_STORE, dot, gemm, tanh_inplace, transpose_blocks
@@ -67,8 +66,6 @@ _JIT = dict(cache=True, error_model="numpy", nogil=True)
 # for each (2–3% of a cold compile of the kernel, measured). From Python, call them inside an njit function.
 _INNER = dict(_JIT, no_cpython_wrapper=True)
 
-_tanh_f32 = njit(**_INNER)(km.tanh_f32)
-_tanh_f64 = njit(**_INNER)(km.tanh_f64)
 _relu = njit(**_INNER)(km.relu)
 _activate_grad = njit(**_INNER)(km.activate_grad)
 _adam_update = njit(**_INNER)(km.adam_update)
@@ -76,23 +73,13 @@ _adam_update = njit(**_INNER)(km.adam_update)
 FWD_DOT_MAX_FANOUT = 8  # layers with fewer outputs use the dot-product forward on W
 
 
-def fast_tanh(x):
-    """tanh with the vectorisable approximation of x's precision (plain-Python fallback)."""
-    return np.tanh(x)
-
-
-@overload(fast_tanh, jit_options=_INNER)
-def _fast_tanh_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: _tanh_f32(x)
-    return lambda x: _tanh_f64(x)
-
-
 @njit(**_JIT)
 def tanh_array(out, x):
-    """out[i] = fast_tanh(x[i]) for 1-D arrays (used by the tests)."""
+    """out = tanh(x) as the kernel computes it (:func:`~minireptile.backends.numba_simd.tanh_inplace`),
+    for 1-D C arrays of one float dtype (used by the tests)."""
     for i in range(x.shape[0]):
-        out[i] = fast_tanh(x[i])
+        out[i] = x[i]
+    tanh_inplace(out)
 
 
 # ---------------------------------------------------------------------------------------------

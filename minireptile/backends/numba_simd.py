@@ -330,35 +330,37 @@ def _clamp(builder, x, c):
 
 def _tanh_ir(builder, x):
     """:func:`~minireptile.backends.kernel_math.tanh_f32` / ``tanh_f64`` of ``x`` (float or double, scalar
-    or vector), operation for operation (separate multiplies and adds, no contraction), so each lane is
-    bitwise the scalar function's result."""
+    or vector): the same formulas, with each ``a·b + c`` of them one fused multiply-add where the target
+    has FMA (:func:`_madd`; without FMA, kernel_math's operations one for one). A scalar and a vector
+    lane run the same operations, so every element is bitwise the same whatever the vector width."""
     from . import kernel_math as km
 
     ty = x.type
     c = lambda v: _const(ty, v)  # noqa: E731
     mul, add = builder.fmul, builder.fadd
+    madd = lambda a, b, d: _madd(builder, a, b, d)  # a·b + d  # noqa: E731
     base = ty.element if isinstance(ty, ir.VectorType) else ty
     if isinstance(base, ir.FloatType):
         xc = _clamp(builder, x, float(np.float32(km._T32_CLAMP)))
         x2 = mul(xc, xc)
-        p = add(mul(x2, c(km._T32_A13)), c(km._T32_A11))
+        p = madd(x2, c(km._T32_A13), c(km._T32_A11))
         for a in (km._T32_A9, km._T32_A7, km._T32_A5, km._T32_A3, km._T32_A1):
-            p = add(mul(p, x2), c(a))
-        q = add(mul(x2, c(km._T32_B6)), c(km._T32_B4))
+            p = madd(p, x2, c(a))
+        q = madd(x2, c(km._T32_B6), c(km._T32_B4))
         for b in (km._T32_B2, km._T32_B0):
-            q = add(mul(q, x2), c(b))
+            q = madd(q, x2, c(b))
         r = builder.fdiv(mul(xc, p), q)
         tiny = km._T32_TINY
     else:
         xc = _clamp(builder, x, km._T64_CLAMP)
         y = mul(xc, c(0.03125))
         s = mul(y, y)
-        ps = add(mul(add(mul(c(km._T64_P0), s), c(km._T64_P1)), s), c(km._T64_P2))
-        qs = add(mul(add(mul(add(s, c(km._T64_Q1)), s), c(km._T64_Q2)), s), c(km._T64_Q3))
-        p = mul(y, add(qs, mul(s, ps)))
+        ps = madd(madd(c(km._T64_P0), s, c(km._T64_P1)), s, c(km._T64_P2))
+        qs = madd(madd(add(s, c(km._T64_Q1)), s, c(km._T64_Q2)), s, c(km._T64_Q3))
+        p = mul(y, madd(s, ps, qs))
         q = qs
-        for _ in range(5):
-            p, q = mul(mul(c(2.0), p), q), add(mul(p, p), mul(q, q))
+        for _ in range(5):  # 2·p·q is (p + p)·q exactly; p² + q² is p·p + (q·q)
+            p, q = mul(add(p, p), q), madd(p, p, mul(q, q))
         r = _clamp(builder, builder.fdiv(p, q), 1.0)
         tiny = km._T64_TINY
     return builder.select(builder.fcmp_ordered("<", _fabs(builder, x), c(tiny)), x, r)
@@ -367,8 +369,8 @@ def _tanh_ir(builder, x):
 @intrinsic
 def tanh_inplace(typingctx, arr):
     """arr[i] = tanh(arr[i]) for a 1-D C float array, one vector register of lanes at a time, then the
-    tail one element at a time; every element bitwise as :func:`~minireptile.backends.kernel_math.tanh_f32`
-    / ``tanh_f64`` compiled alone, so the result does not depend on the vector width. (LLVM's loop
+    tail one element at a time (:func:`_tanh_ir`); every element is bitwise what the tail computes for it
+    alone, so the result does not depend on the vector width. (LLVM's loop
     vectoriser uses 32-byte vectors on Intel cores that prefer them; this is the forward pass's
     largest cost after the products.)"""
     if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
