@@ -226,22 +226,27 @@ def test_cli_resume_of_a_bad_file_exits_2_naming_resume(tmp_path, capsys):
     assert "not a minireptile checkpoint" in lines[2]
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_cli_divergence_exits_3_with_the_iteration_and_a_finite_checkpoint(tmp_path, capsys, backend):
-    """The issue's acceptance: `minireptile sine --inner-lr 1000`."""
-    assert sine("--inner-lr", 1000, "--backend", backend, "--out", tmp_path / "d") == 3
+@pytest.mark.parametrize("lr", [1000, 5, 1e30])   # at which iteration 1000 diverges depends on rounding;
+@pytest.mark.parametrize("backend", CPU_BACKENDS)  # 5 diverges after the first iteration, 1e30 in it
+def test_cli_divergence_exits_3_with_the_iteration_and_a_finite_checkpoint(tmp_path, capsys, backend, lr):
+    """`minireptile sine --inner-lr 1000` (and a step size that diverges later, one at once)."""
+    run = ("--inner-lr", lr, "--seed", 0, "--backend", backend)
+    assert sine(*run, "--out", tmp_path / "d") == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     ck = load_checkpoint(tmp_path / "d" / "checkpoint.npz")
     assert ck["status"] == "diverged" and np.isfinite(ck["theta"]).all()
     assert f"training diverged at outer iteration {ck['iteration']}:" in err[0]
-    assert "smaller --inner-lr (now 1000)" in err[0] and "--outer-lr" in err[0]
+    assert f"smaller --inner-lr (now {lr:g})" in err[0] and "--outer-lr" in err[0]
+    if lr == 5:
+        assert ck["iteration"] > 0
+    if lr == 1e30:
+        assert ck["iteration"] == 0
     # the checkpoint's θ is the run's θ after that many iterations
     if ck["iteration"] == 0:
         expected = init_params(MLPSpec((1, 64, 64, 1)), stream_rng(0, INIT), np.float32)
     else:
-        assert sine("--inner-lr", 1000, "--backend", backend, "--out", tmp_path / "s", "--stop-after",
-                    ck["iteration"]) == 0
+        assert sine(*run, "--out", tmp_path / "s", "--stop-after", ck["iteration"]) == 0
         expected = load_checkpoint(tmp_path / "s" / "checkpoint.npz")["theta"]
     np.testing.assert_array_equal(ck["theta"], expected)
     assert sine("--resume", tmp_path / "d" / "checkpoint.npz") == 2  # resuming would diverge again
