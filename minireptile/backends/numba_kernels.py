@@ -248,17 +248,23 @@ def _entry(act_code, loss_code, opt_code):
         hs = has_state
         if start:
             _start_chunk(theta, tht, offs, tlive)
+        # one task, all columns here: the outer update also writes the new θ (θᵀ) into the task's φ row
+        # (scratch Wᵀ row), where the next iteration starts, so that iteration skips the copies
+        serial = update and phi.shape[0] == 1 and shared and copy_theta and lo == 0 and hi == 1 \
+            and c_lo == 0 and c_hi == P
+        fresh = False
         for it in range(it_lo, it_hi):
             for i in range(lo, hi):  # task i in scratch row k: start from θ (θᵀ, the Adam state), adapt
                 r = 0 if shared else i
                 ph, wk = row(phi, i), row(wt, k)
-                if copy_theta:
+                if copy_theta and not fresh:
                     th = row(theta, r)
                     for p in range(P):
                         ph[p] = th[p]
-                if shared:
+                if shared and not fresh:
                     for p in range(P):
                         wk[p] = tht[p]
+                fresh = False
                 mi, vi = row(m, i), row(v, i)
                 if adam:
                     if hs and copy_state:
@@ -361,7 +367,8 @@ def _entry(act_code, loss_code, opt_code):
                         total += part
                     iter_loss[it] = total / n
                 e = phi.dtype.type(eps[it])  # θ ← θ + ε·(mean_i φ_i − θ), as reptile.reptile_update
-                _reduce_columns(row(theta, 0), phi, e, red, blk, tblock, c_lo, c_hi, np.int64(0))
+                fresh = serial and it + 1 < it_hi  # (the last iteration's φ is an output: kept)
+                _reduce_columns(row(theta, 0), phi, e, red, blk, tblock, c_lo, c_hi, np.int64(2 if fresh else 0))
                 if adam:  # a constant of the closure: SGD kernels do not compile this
                     if carry:  # as reptile.carry_state: the task-mean moments, t advanced by the steps
                         _reduce_columns(row(m0, 0), m, e, red, blk, tblock, c_lo, c_hi, np.int64(1))
@@ -372,7 +379,7 @@ def _entry(act_code, loss_code, opt_code):
                 if c_lo == 0 and c_hi == phi.shape[1]:  # the whole update here: θᵀ for the next iteration
                     if phi.shape[0] == 1:  # the one task's Wᵀ is in wt[k]: θᵀ by θ's arithmetic (cheaper)
                         _reduce_columns(tht, view2d(row(wt, k), 0, 1, phi.shape[1]), phi.dtype.type(eps[it]), red, blk,
-                                        tblock, c_lo, c_hi, np.int64(0))
+                                        tblock, c_lo, c_hi, np.int64(2 if fresh else 0))
                     else:
                         _start_chunk(theta, tht, offs, tlive)
         return t, hs
@@ -397,8 +404,9 @@ def chunk_kernel(act_code: int, loss_code: int, opt_code: int):
 @njit(**_INNER)
 def _reduce_columns(out, rows, e, red, blk, tblock, c0, c1, replace):
     """On parameter columns [c0, c1), with M the mean of ``rows`` over tasks: ``replace`` (int64, not a
-    literal: one signature for both uses) nonzero: out = M;
-    else out ← out + e·(M − out) (θ + ε·(mean φ − θ), as :func:`minireptile.reptile.reptile_update`).
+    literal: one signature for every use) 1: out = M;
+    else out ← out + e·(M − out) (θ + ε·(mean φ − θ), as :func:`minireptile.reptile.reptile_update`), and
+    with ``replace`` 2 and one row, the row ← the new out too (where the next iteration starts).
 
     M = (Σ_k s_k) / n with s_k = rows[k·tblock] + rows[k·tblock + 1] + … in task order and the s_k
     added in block order; with tblock >= n, NumPy's ``rows.mean(axis=0)``; one row: the row itself
@@ -411,9 +419,14 @@ def _reduce_columns(out, rows, e, red, blk, tblock, c0, c1, replace):
     o = view1d(out, c0, w)
     if n == 1:
         r = view1d(row(rows, 0), c0, w)
-        if replace:
+        if replace == 1:
             for p in range(w):
                 o[p] = r[p]
+        elif replace == 2:
+            for p in range(w):
+                x = o[p] + e * (r[p] - o[p])
+                o[p] = x
+                r[p] = x
         else:
             for p in range(w):
                 o[p] = o[p] + e * (r[p] - o[p])
@@ -432,7 +445,7 @@ def _reduce_columns(out, rows, e, red, blk, tblock, c0, c1, replace):
             for p in range(w):
                 acc[p] += b[p]
     nf = rows.dtype.type(n)
-    if replace:
+    if replace == 1:
         for p in range(w):
             o[p] = acc[p] / nf
     else:
