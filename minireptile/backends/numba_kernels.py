@@ -422,14 +422,12 @@ def _reduce_columns(out, rows, e, red, blk, tblock, c0, c1, replace):
         if replace == 1:
             for p in range(w):
                 o[p] = r[p]
-        elif replace == 2:
-            for p in range(w):
-                x = o[p] + e * (r[p] - o[p])
-                o[p] = x
+            return
+        for p in range(w):
+            x = o[p] + e * (r[p] - o[p])
+            o[p] = x
+            if replace == 2:  # (loop-invariant: LLVM compiles the loop once with the store, once without)
                 r[p] = x
-        else:
-            for p in range(w):
-                o[p] = o[p] + e * (r[p] - o[p])
         return
     acc = view1d(red, c0, w)
     for a in range(0, n, tblock):  # block a's sum in acc (the first block) or blk, then acc += blk
