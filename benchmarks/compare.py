@@ -25,9 +25,10 @@ What it does
    GFLOP/s of each median (the gist step's 1.26 MFLOP of products per task and outer iteration) and
    its share of the single-thread GEMM peak of the same instruction set: numpy's 2048×2048 matmul on
    one BLAS thread, measured in the same run (``hostenv.matmul_peak``).
-   ``--isa`` runs everything again in a child process built for that instruction set (numba, XLA and
-   OpenBLAS; see ``hostenv.py``), so an AVX-512 host measures an AVX2 machine; the output names the
-   CPU model and what each library compiled for, and ends with a Markdown summary table.
+   ``--isa`` runs everything again in a child process built for that instruction set (numba, XLA,
+   JAX's YNNPACK kernels, oneDNN, MKL, PyTorch's kernels and OpenBLAS; see ``hostenv.py``), so an
+   AVX-512 host measures an AVX2 machine; the output names the CPU model and what each library compiled
+   for, and ends with a Markdown summary table.
 4. Agreement (always): float64, 300 outer iterations of the gist preset: each peer's θ against the
    numpy (and numba) backend's, max |Δθ| / max |θ| ≤ 1e-12 (also a test: tests/benchmarks/test_peers.py).
 5. Full float32 check (skipped by ``--quick`` and ``--no-full-check``; minutes): the whole 30000-
@@ -60,7 +61,7 @@ from minireptile import (BackendUnavailableError, InnerOptimizer, MLPSpec, epsil
                          evaluate_sine, get_backend, get_preset, init_params, sine_block, sine_eval_tasks,
                          stream_rng)
 from minireptile.tasks import EVAL, INIT  # noqa: E402
-from hostenv import BlasThreads, add_isa_argument, isa_info, matmul_peak, run_for_isa  # noqa: E402
+from hostenv import BlasThreads, add_isa_argument, cap_ynnpack, isa_info, matmul_peak, run_for_isa  # noqa: E402
 from peers import jax_peer, torch_peer  # noqa: E402
 
 GIST = get_preset("gist")
@@ -288,7 +289,8 @@ def markdown_summary(summary: list[dict], isa: dict, peaks: dict) -> str:
     """One Markdown table of the rows docs/benchmarks.md quotes per instruction set."""
     med = {(d["workload"], d["implementation"]): d for d in summary if "error" not in d}
     lines = [f"{isa['cpu_model']}, --isa {isa['requested']} (kernels {isa['kernels']}; XLA {isa['xla_flags'] or 'default'};"
-             f" OpenBLAS {isa['openblas_core']}); single-thread GEMM peak float32 {peaks.get('float32', 0):.0f},"
+             f" JAX's YNNPACK {isa.get('jax_ynnpack', '-')}; OpenBLAS {isa['openblas_core']});"
+             f" single-thread GEMM peak float32 {peaks.get('float32', 0):.0f},"
              f" float64 {peaks.get('float64', 0):.0f} GFLOP/s", "",
              "| workload | numba µs | % of GEMM peak | JAX jit+scan / vmap µs | x JAX | PyTorch eager µs | x PyTorch |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -464,8 +466,11 @@ def main(argv=None) -> int:
     info = machine()
     log("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     isa = isa_info(args.isa)
+    if jax_peer.AVAILABLE:
+        isa["jax_ynnpack"] = cap_ynnpack(args.isa)
     log(f"instruction set: {isa['cpu_model']}; numba CPU {isa['numba_cpu']}, kernels {isa['kernels']}; "
-        f"XLA_FLAGS {isa['xla_flags'] or '(default)'}; OpenBLAS core {isa['openblas_core']}")
+        f"XLA_FLAGS {isa['xla_flags'] or '(default)'}; JAX's YNNPACK {isa.get('jax_ynnpack', '-')}; "
+        f"OpenBLAS core {isa['openblas_core']}")
     blas = BlasThreads()
     peaks = {np.dtype(d).name: matmul_peak(d, 1, blas) for d in (np.float32, np.float64)}
     blas(os.cpu_count() or 1)
