@@ -239,6 +239,9 @@ def dot_reference(x, xo, y, yo, n):
 
 
 VECTOR_BYTES = ISA.vector_bytes
+# float64 tanh takes four registers of lanes per step, so four of its long dependency chains (a rational
+# function, then five doublings) interleave; float32's is short enough for one (measured, docs/benchmarks.md)
+TANH64_REGISTERS = 4
 
 
 @njit(**_JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)  # compiled callers only (no wrappers to compile)
@@ -368,9 +371,9 @@ def _tanh_ir(builder, x):
 
 @intrinsic
 def tanh_inplace(typingctx, arr):
-    """arr[i] = tanh(arr[i]) for a 1-D C float array, one vector register of lanes at a time, then the
-    tail one element at a time (:func:`_tanh_ir`); every element is bitwise what the tail computes for it
-    alone, so the result does not depend on the vector width. (LLVM's loop
+    """arr[i] = tanh(arr[i]) for a 1-D C float array, one vector register of lanes at a time (float64: four,
+    :data:`TANH64_REGISTERS`), then the tail one element at a time (:func:`_tanh_ir`); every element is
+    bitwise what the tail computes for it alone, so the result does not depend on the vector width. (LLVM's loop
     vectoriser uses 32-byte vectors on Intel cores that prefer them; this is the forward pass's
     largest cost after the products.)"""
     if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
@@ -379,7 +382,8 @@ def tanh_inplace(typingctx, arr):
 
     def codegen(context, builder, signature, args):
         aty = signature.args[0]
-        fty, itemsize, lanes, vty, i64 = _vector_types(context, aty.dtype)
+        per = TANH64_REGISTERS if context.get_abi_sizeof(context.get_value_type(aty.dtype)) == 8 else 1
+        fty, itemsize, lanes, vty, i64 = _vector_types(context, aty.dtype, ISA.vector_bytes * per)
         a = make_array(aty)(context, builder, args[0])
         n = builder.extract_value(a.shape, 0)
         data = a.data
@@ -399,14 +403,16 @@ def tanh_inplace(typingctx, arr):
 # ---------------------------------------------------------------------------------------------
 # transpose in register blocks
 # ---------------------------------------------------------------------------------------------
-def _transpose_network(builder, rows):
+def _transpose_network(builder, rows, h1=None):
     """Transpose the N×N block held in ``rows`` (N vectors of N lanes, N a power of two): at each scale
-    h = 1, 2, 4, … rows i and i + h swap their off-diagonal h×h sub-blocks (two shuffles per pair)."""
+    h = 1, 2, 4, … < h1 (default N) rows i and i + h swap their off-diagonal h×h sub-blocks (two
+    shuffles per pair). Each scale swaps one bit of the row index with that bit of the column index, so
+    the scales commute and any of them may be done elsewhere (:func:`_load_crossed`)."""
     n = len(rows)
     i32 = ir.IntType(32)
     rows = list(rows)
     h = 1
-    while h < n:
+    while h < (h1 or n):
         lo = ir.Constant(ir.VectorType(i32, n), [j if j & h == 0 else n + j - h for j in range(n)])
         hi = ir.Constant(ir.VectorType(i32, n), [j + h if j & h == 0 else n + j for j in range(n)])
         for i in range(n):
@@ -414,6 +420,35 @@ def _transpose_network(builder, rows):
                 a, b = rows[i], rows[i + h]
                 rows[i], rows[i + h] = builder.shuffle_vector(a, b, lo), builder.shuffle_vector(a, b, hi)
         h *= 2
+    return rows
+
+
+def _concat(builder, parts):
+    """One vector of the equal vectors ``parts`` side by side."""
+    i32 = ir.IntType(32)
+    while len(parts) > 1:
+        w = parts[0].type.count
+        mask = ir.Constant(ir.VectorType(i32, 2 * w), list(range(2 * w)))
+        parts = [builder.shuffle_vector(a, b, mask) for a, b in zip(parts[::2], parts[1::2])]
+    return parts[0]
+
+
+def _load_crossed(builder, base, row_off, col0, vty, q, itemsize):
+    """The N rows of the N×N block at rows ``row_off`` (element offsets), column ``col0``, with the scales
+    h >= q of :func:`_transpose_network` already done: row P·q + c is the q-lane pieces
+    src[p·q + c, col0 + P·q : col0 + P·q + q], p = 0, 1, …, side by side. With q the lanes of 16 bytes,
+    loading pieces moves the shuffles across 16-byte lanes (one execution port on x86) onto the loads."""
+    n = vty.count
+    i64 = ir.IntType(64)
+    pty = ir.VectorType(vty.element, q)
+    rows = []
+    for i in range(n):
+        P, c = divmod(i, q)
+        parts = []
+        for p in range(n // q):
+            off = builder.add(row_off[p * q + c], builder.add(col0, ir.Constant(i64, P * q)))
+            parts.append(_load(builder, _vptr(builder, base, off, pty), pty, itemsize))
+        rows.append(_concat(builder, parts))
     return rows
 
 
@@ -442,11 +477,12 @@ def transpose_blocks(typingctx, dst, src):
             i0 = builder.mul(bi.index, nN)
             with cgutils.for_range(builder, nb) as bj:
                 j0 = builder.mul(bj.index, nN)
-                rows = []
-                for r in range(N):   # src[i0 + r, j0:j0 + N]
-                    off = builder.add(builder.mul(builder.add(i0, ir.Constant(i64, r)), n), j0)
-                    rows.append(_load(builder, _vptr(builder, s.data, off, vty), vty, itemsize))
-                for r, vec in enumerate(_transpose_network(builder, rows)):   # dst[j0 + r, i0:i0 + N]
+                row_off = [builder.mul(builder.add(i0, ir.Constant(i64, r)), n) for r in range(N)]
+                # float64: the shuffles across 16-byte lanes done by the loads (half of the shuffles with AVX2);
+                # float32 loads whole rows (LLVM's own shuffles are nearly as few, and compile faster)
+                q = min(N, 16 // itemsize) if itemsize == 8 else N
+                rows = _load_crossed(builder, s.data, row_off, j0, vty, q, itemsize)   # src[i0:i0 + N, j0:j0 + N]
+                for r, vec in enumerate(_transpose_network(builder, rows, q)):   # dst[j0 + r, i0:i0 + N]
                     off = builder.add(builder.mul(builder.add(j0, ir.Constant(i64, r)), m), i0)
                     builder.store(vec, _vptr(builder, d.data, off, vty), align=itemsize)
         return ir.Constant(i64, N)
