@@ -239,9 +239,7 @@ def dot_reference(x, xo, y, yo, n):
 
 
 VECTOR_BYTES = ISA.vector_bytes
-# float64 tanh takes four registers of lanes per step, so four of its long dependency chains (a rational
-# function, then five doublings) interleave; float32's is short enough for one (measured, docs/benchmarks.md)
-TANH64_REGISTERS = 4
+TANH64_REGISTERS = 4  # per float64 tanh step: 4 long dependency chains interleave (float32's are short: 1)
 
 
 @njit(**_JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)  # compiled callers only (no wrappers to compile)
@@ -325,26 +323,36 @@ def _fabs(builder, x):
     return builder.call(fn, [x])
 
 
-def _clamp(builder, x, c):
-    """c if x > c else (-c if x < -c else x), NaN passing through (ordered compares, as Python's)."""
-    lo = builder.select(builder.fcmp_ordered("<", x, _const(x.type, -c)), _const(x.type, -c), x)
-    return builder.select(builder.fcmp_ordered(">", x, _const(x.type, c)), _const(x.type, c), lo)
+def _flip_sign(builder, r, x):
+    """r with its sign flipped where x is negative (r XOR x's sign bit); scalars or vectors."""
+    bits = 32 if isinstance(getattr(x.type, "element", x.type), ir.FloatType) else 64
+    n = getattr(x.type, "count", None)
+    ity = ir.VectorType(ir.IntType(bits), n) if n else ir.IntType(bits)
+    sign = ir.Constant(ity, [1 << (bits - 1)] * n if n else 1 << (bits - 1))
+    xs = builder.and_(builder.bitcast(x, ity), sign)
+    return builder.bitcast(builder.xor(builder.bitcast(r, ity), xs), x.type)
 
 
 def _tanh_ir(builder, x):
     """:func:`~minireptile.backends.kernel_math.tanh_f32` / ``tanh_f64`` of ``x`` (float or double, scalar
     or vector): the same formulas, with each ``a·b + c`` of them one fused multiply-add where the target
     has FMA (:func:`_madd`; without FMA, kernel_math's operations one for one). A scalar and a vector
-    lane run the same operations, so every element is bitwise the same whatever the vector width."""
+    lane run the same operations, so every element is bitwise the same whatever the vector width.
+
+    The formulas are odd functions built of sign-symmetric operations (a product's rounding does not
+    depend on the signs), so tanh(−x) is −tanh(x) bit for bit: they run on |x|, where each clamp has one
+    side, and x's sign is put back at the end; the result is bitwise kernel_math's arrangement."""
     from . import kernel_math as km
 
     ty = x.type
     c = lambda v: _const(ty, v)  # noqa: E731
     mul, add = builder.fmul, builder.fadd
     madd = lambda a, b, d: _madd(builder, a, b, d)  # a·b + d  # noqa: E731
+    below = lambda v, b: builder.select(builder.fcmp_ordered(">", v, c(b)), c(b), v)  # NaN passes  # noqa: E731
     base = ty.element if isinstance(ty, ir.VectorType) else ty
+    ax = _fabs(builder, x)
     if isinstance(base, ir.FloatType):
-        xc = _clamp(builder, x, float(np.float32(km._T32_CLAMP)))
+        xc = below(ax, km._T32_CLAMP)
         x2 = mul(xc, xc)
         p = madd(x2, c(km._T32_A13), c(km._T32_A11))
         for a in (km._T32_A9, km._T32_A7, km._T32_A5, km._T32_A3, km._T32_A1):
@@ -355,7 +363,7 @@ def _tanh_ir(builder, x):
         r = builder.fdiv(mul(xc, p), q)
         tiny = km._T32_TINY
     else:
-        xc = _clamp(builder, x, km._T64_CLAMP)
+        xc = below(ax, km._T64_CLAMP)
         y = mul(xc, c(0.03125))
         s = mul(y, y)
         ps = madd(madd(c(km._T64_P0), s, c(km._T64_P1)), s, c(km._T64_P2))
@@ -364,9 +372,9 @@ def _tanh_ir(builder, x):
         q = qs
         for _ in range(5):  # 2·p·q is (p + p)·q exactly; p² + q² is p·p + (q·q)
             p, q = mul(add(p, p), q), madd(p, p, mul(q, q))
-        r = _clamp(builder, builder.fdiv(p, q), 1.0)
+        r = below(builder.fdiv(p, q), 1.0)
         tiny = km._T64_TINY
-    return builder.select(builder.fcmp_ordered("<", _fabs(builder, x), c(tiny)), x, r)
+    return builder.select(builder.fcmp_ordered("<", ax, c(tiny)), x, _flip_sign(builder, r, x))
 
 
 @intrinsic
