@@ -293,6 +293,7 @@ def _entry(act_code, loss_code, opt_code):
                 if not shared:
                     _transpose_layers(wk, ph, offs, tlive)
                 tl = 0.0
+                ahead = serial and it + 1 < it_hi  # the next iteration starts from θᵀ, not from this φᵀ
                 for s in range(steps):
                     idx = row(pl, s)
                     a0 = view2d(ak, 0, B, d_in)
@@ -334,7 +335,7 @@ def _entry(act_code, loss_code, opt_code):
                         # updates Wᵀ with the same sums
                         if wlive[l]:
                             gemm(ph, w_off, fi, fo, fi, dk, zo, one, fo, ak, ao, fi, B, lr, sgd)
-                            if tlive[l]:
+                            if tlive[l] and not (ahead and s == steps - 1):
                                 _transpose(view2d(wk, w_off, fi, fo), view2d(ph, w_off, fo, fi))
                         elif tlive[l]:
                             gemm(wk, w_off, fo, fi, fo, ak, ao, one, fi, dk, zo, fo, B, lr, sgd)
@@ -377,7 +378,14 @@ def _entry(act_code, loss_code, opt_code):
                     else:
                         t, hs = 0, False
                 if c_lo == 0 and c_hi == phi.shape[1]:  # the whole update here: θᵀ for the next iteration
-                    if phi.shape[0] == 1:  # the one task's Wᵀ is in wt[k]: θᵀ by θ's arithmetic (cheaper)
+                    if serial:  # the new θ's Wᵀ where the next task starts (last iteration: θᵀ in tht, for later calls)
+                        dst = row(wt, k)
+                        if not fresh:
+                            dst = tht
+                            for p in range(P):
+                                tht[p] = theta[0, p]
+                        _transpose_layers(dst, row(theta, 0), offs, tlive)
+                    elif phi.shape[0] == 1:  # the one task's Wᵀ is in wt[k]: θᵀ by θ's arithmetic (cheaper)
                         _reduce_columns(tht, view2d(row(wt, k), 0, 1, phi.shape[1]), phi.dtype.type(eps[it]), red, blk,
                                         tblock, c_lo, c_hi, np.int64(2 if fresh else 0))
                     else:
