@@ -227,7 +227,8 @@ def _entry(act_code, loss_code, opt_code):
         their mean pre-update losses; iter_loss (iters,) mean over tasks per iteration.
         Scratch: red, blk, tht (P,); wt, grad (T, P); act, dlt (T, A), row k used. With a shared θ
         (R = 1), tht holds θ with each kept Wᵀ in place of W, so no task transposes its weights at
-        its start.
+        its start (a serial call, one task with the whole update, refreshes it only at its end: its
+        iterations hand the new θ and θ's Wᵀ to the next task directly).
         Inputs: X (iters, n, n_points, d_in); Yf (iters, n, n_points, d_out) for mse else a dummy
         (iters, n, 1, 1); Yi (iters, n, n_points) for ce else a dummy (iters, n, 1); plans
         (iters, n, steps, B); eps (iters,) float64.
@@ -248,8 +249,9 @@ def _entry(act_code, loss_code, opt_code):
         hs = has_state
         if start:
             _start_chunk(theta, tht, offs, tlive)
-        # one task, all columns here: the outer update also writes the new θ (θᵀ) into the task's φ row
-        # (scratch Wᵀ row), where the next iteration starts, so that iteration skips the copies
+        # one task, all columns here: the outer update also writes the new θ into the task's φ row and
+        # the new θ's Wᵀ into the scratch Wᵀ row, where the next iteration starts (no copies there; the
+        # last inner step skips its W → Wᵀ copy, which nothing reads)
         serial = update and phi.shape[0] == 1 and shared and copy_theta and lo == 0 and hi == 1 \
             and c_lo == 0 and c_hi == P
         fresh = False

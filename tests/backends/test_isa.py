@@ -165,3 +165,32 @@ def test_every_instruction_set_with_fma_gives_bitwise_the_same_theta_and_sse_agr
     assert sse["isa"] == "sse"
     np.testing.assert_allclose(sse["float64"], fma[0]["float64"], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(sse["float32"], fma[0]["float32"], rtol=1e-4, atol=1e-6)
+
+
+_TANH = textwrap.dedent("""
+    import json
+    import numpy as np
+    from numba import njit
+    from minireptile.backends import kernel_math as km
+    from minireptile.backends.numba_kernels import tanh_array
+    out = {}
+    for dt, scalar in ((np.float32, njit(km.tanh_f32)), (np.float64, njit(km.tanh_f64))):
+        fi = np.finfo(dt)
+        x = np.concatenate([np.linspace(-25, 25, 20_001), np.random.default_rng(0).normal(scale=3, size=5_000),
+                            [0.0, -0.0, 1e-9, -3e-5, 4e-4, -4e-4, 7.9, -7.9, 20.0, -20.0, 1e300, -np.inf, np.inf,
+                             fi.tiny, -fi.max]]).astype(dt)
+        got = np.empty_like(x)
+        tanh_array(got, x)
+        want = np.array([scalar(v) for v in x], dt)
+        out[dt.__name__] = int(np.sum(got.view(np.uint8).reshape(len(x), -1) != want.view(np.uint8).reshape(len(x), -1)))
+    print(json.dumps(out))
+""")
+
+
+@needs_x86
+def test_without_fma_the_kernels_tanh_is_kernel_maths_bit_for_bit(tmp_path):
+    """The CPU kernel's vector tanh (LLVM code on |x|, the sign put back) and kernel_math's scalar tanh (what
+    the CUDA backend compiles) are two copies of one formula: with no multiply-add to fuse they must agree on
+    every bit."""
+    got = _child(_TANH, "x86-64", tmp_path)
+    assert got == {"float32": 0, "float64": 0}, got

@@ -158,6 +158,33 @@ def test_train_chunk_float32_equals_the_generic_chunk_of_the_reference(problem, 
     assert_chunks_agree(problem, iters, n_tasks, steps, batch, opt, with_state, np.float32)
 
 
+@pytest.mark.parametrize("opt", [InnerOptimizer("sgd", 0.02), InnerOptimizer("adam", 1e-3)], ids=["sgd", "adam"])
+def test_a_serial_call_ends_with_the_new_theta_and_its_transposes_in_its_scratch(monkeypatch, opt):
+    """Within a serial call the next task starts from the new θ's Wᵀ directly, so the scratch θᵀ is not
+    updated each iteration; the call's last outer update refills it, as the kernel's contract says (a later
+    call without ``start`` reads it)."""
+    calls = []
+    kernels = numba_backend._kernels()
+    real = kernels.chunk_kernel
+
+    def recording(*codes):
+        kernel = real(*codes)
+        return lambda *args: (calls.append(args), kernel(*args))[1]
+
+    monkeypatch.setattr(kernels, "chunk_kernel", recording)
+    spec, dtype = MLPSpec((1, 16, 12, 1)), np.float64
+    X, Y, plans = sine_block(5, 0, 4, 1, get_preset("gist"), 3, 6, dtype)
+    theta = NUMBA.train_chunk(spec, init_params(spec, np.random.default_rng(5), dtype), X, Y, plans,
+                              np.array([0.5, 0.4, 0.3, 0.2]), opt)[0]
+    assert len(calls) == 1
+    tht = calls[0][10]
+    want = theta.copy()
+    for w, b, fi, fo in spec.offsets_array().tolist():
+        if fo >= numba_backend._kernels().FWD_DOT_MAX_FANOUT:   # the layers whose forward reads Wᵀ
+            want[w:b] = theta[w:b].reshape(fo, fi).T.ravel()
+    np.testing.assert_array_equal(tht, want)
+
+
 @pytest.mark.parametrize("task_block", [1, 3, 4, 10, 16])
 def test_the_outer_update_sums_tasks_in_blocks_in_order(task_block):
     """θ + ε·(M − θ) with M = (Σ_blocks Σ_tasks φ in task order) / n, float32, written out in NumPy: bitwise."""
